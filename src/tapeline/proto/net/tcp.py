@@ -9,9 +9,10 @@ Theory of operation:
 * A direction (`FlowKey`: src, sport, dst, dport) starts at its SYN, or at the first segment that
   carries data when the capture began mid-connection; segments without data for an unknown
   direction are ignored, so a late ACK or retransmitted FIN never invents a stream.
-* Sequence numbers are unwrapped to an unbounded offset. Bytes before the next expected offset
-  (retransmissions, overlaps) are trimmed: the first copy delivered wins. Segments ahead of it
-  wait in a per-direction buffer bounded by `max_buffer`.
+* Sequence numbers are unwrapped to an unbounded offset. Overlaps resolve as "first copy wins":
+  bytes already delivered or already held are never replaced by a later copy (retransmission or
+  an overlapping segment with other content). Bytes ahead of a hole wait in a per-direction
+  buffer bounded by `max_buffer`.
 * A hole is never filled by guessing. When the buffer overflows, or a hole has been open for
   `gap_timeout` seconds (a passive tap never sees a segment the tap dropped), the hole is skipped
   and reported as `StreamGap` with its size, then the waiting bytes flow on.
@@ -197,35 +198,44 @@ class TcpReassembler:
         self._accept(flow, state, start, segment.payload, now)
         self._maybe_fin(flow, state, now)
 
-    def _accept(
-        self, flow: FlowKey, state: _Direction, start: int, data: bytes, now: float
-    ) -> None:
+    def _accept(self, flow: FlowKey, state: _Direction, start: int, data: bytes, now: float) -> None:
         end = start + len(data)
         if end <= state.next_abs:
             return  # retransmission of bytes already delivered (or an empty segment)
         if start < state.next_abs:
             data = data[state.next_abs - start :]
             start = state.next_abs
-        if start == state.next_abs:
-            chunks = [data]
-            state.next_abs = end
-            chunks += self._drain(state)
+        for piece_start, piece in self._uncovered(state, start, data):
+            state.pending[piece_start] = piece
+            state.pending_bytes += len(piece)
+        chunks = self._drain(state)
+        if chunks:
             self._events.append(StreamData(flow=flow, data=b"".join(chunks), time=now))
-            state.hole_since = now if state.pending else None
-            return
-        held = state.pending.get(start)
-        if held is not None:
-            if len(held) >= len(data):
-                return
-            start, data = start + len(held), data[len(held) :]  # first copy wins
-            if start in state.pending:
-                return
-        state.pending[start] = data
-        state.pending_bytes += len(data)
-        if state.hole_since is None:
+        if not state.pending:
+            state.hole_since = None
+        elif chunks or state.hole_since is None:
             state.hole_since = now
         while state.pending_bytes > self._max_buffer:
             self._skip_hole(flow, state, now)
+
+    @staticmethod
+    def _uncovered(state: _Direction, start: int, data: bytes) -> list[tuple[int, bytes]]:
+        # First copy wins: only the parts of `data` that no held segment covers are kept.
+        end = start + len(data)
+        pieces: list[tuple[int, bytes]] = []
+        pos = start
+        for held_start in sorted(state.pending):
+            held_end = held_start + len(state.pending[held_start])
+            if held_end <= pos:
+                continue
+            if held_start >= end:
+                break
+            if held_start > pos:
+                pieces.append((pos, data[pos - start : held_start - start]))
+            pos = max(pos, held_end)
+        if pos < end:
+            pieces.append((pos, data[pos - start :]))
+        return pieces
 
     def _drain(self, state: _Direction) -> list[bytes]:
         chunks: list[bytes] = []
