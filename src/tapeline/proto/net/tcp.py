@@ -198,7 +198,9 @@ class TcpReassembler:
         self._accept(flow, state, start, segment.payload, now)
         self._maybe_fin(flow, state, now)
 
-    def _accept(self, flow: FlowKey, state: _Direction, start: int, data: bytes, now: float) -> None:
+    def _accept(
+        self, flow: FlowKey, state: _Direction, start: int, data: bytes, now: float
+    ) -> None:
         end = start + len(data)
         if end <= state.next_abs:
             return  # retransmission of bytes already delivered (or an empty segment)

@@ -26,14 +26,9 @@ def ipv4(
     more: bool = False,
 ) -> bytes:
     frag = (offset // 8) | (0x2000 if more else 0)
-    return (
-        struct.pack(
-            "!BBHHHBBH4s4s",
-            0x45, 0, 20 + len(payload), ident, frag, 64, proto, 0,
-            ip_address(src).packed, ip_address(dst).packed,
-        )  # fmt: skip
-        + payload
-    )
+    addresses = ip_address(src).packed + ip_address(dst).packed
+    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), ident, frag, 64, proto, 0)
+    return header + addresses + payload
 
 
 def ipv6(
@@ -43,13 +38,8 @@ def ipv6(
     src: str = "2001:db8::1",
     dst: str = "2001:db8::2",
 ) -> bytes:
-    return (
-        struct.pack(
-            "!IHBB16s16s", 6 << 28, len(payload), next_header, 64,
-            ip_address(src).packed, ip_address(dst).packed,
-        )  # fmt: skip
-        + payload
-    )
+    addresses = ip_address(src).packed + ip_address(dst).packed
+    return struct.pack("!IHBB", 6 << 28, len(payload), next_header, 64) + addresses + payload
 
 
 def ipv6_fragment(
@@ -62,5 +52,7 @@ def udp(payload: bytes, sport: int = 5060, dport: int = 5060) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
-def tcp(payload: bytes, *, seq: int, flags: int = 0x18, sport: int = 5060, dport: int = 40000) -> bytes:
+def tcp(
+    payload: bytes, *, seq: int, flags: int = 0x18, sport: int = 5060, dport: int = 40000
+) -> bytes:
     return struct.pack("!HHIIHHHH", sport, dport, seq, 0, (5 << 12) | flags, 65535, 0, 0) + payload

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeline.proto.net.capture import NEED_DATA
+from tapeline.proto.net.capture import NEED_DATA, Sentinel
 from tapeline.proto.net.defrag import (
-    Defragmenter,
     DefragEvent,
+    Defragmenter,
     DropReason,
     FragmentsDropped,
     Reassembled,
@@ -29,7 +29,7 @@ def _feed(defrag: Defragmenter, packets: list[IPPacket], now: float = 0.0) -> li
     events: list[DefragEvent] = []
     for packet in packets:
         defrag.receive_fragment(packet, now)
-        while not isinstance(event := defrag.next_event(), type(NEED_DATA)):
+        while not isinstance(event := defrag.next_event(), Sentinel):
             events.append(event)
     return events
 
@@ -134,20 +134,24 @@ def test_malformed_and_oversize(packets: list[bytes], reason: DropReason) -> Non
 def test_ipv6_reassembly_walks_headers_behind_the_fragment_header() -> None:
     dst_opts = bytes([17, 0]) + b"\0" * 6
     payload = dst_opts + DATAGRAM
-    parts = [
-        parse_ipv6(
-            ipv6(ipv6_fragment(payload[i : i + 128], next_header=60, offset=i, more=i + 128 < len(payload)),
-                 next_header=44)
-        )
-        for i in range(0, len(payload), 128)
-    ]  # fmt: skip
+    parts = []
+    for i in range(0, len(payload), 128):
+        more = i + 128 < len(payload)
+        fragment = ipv6_fragment(payload[i : i + 128], next_header=60, offset=i, more=more)
+        parts.append(parse_ipv6(ipv6(fragment, next_header=44)))
     (event,) = _feed(Defragmenter(), parts[::-1])
     assert isinstance(event, Reassembled)
-    assert (event.packet.protocol, event.packet.payload, event.packet.fragment) == (17, DATAGRAM, None)
+    assert (event.packet.protocol, event.packet.payload, event.packet.fragment) == (
+        17,
+        DATAGRAM,
+        None,
+    )
 
 
 def test_ipv6_reassembled_garbage_is_dropped_as_malformed() -> None:
-    part = parse_ipv6(ipv6(ipv6_fragment(b"\x11\x05" + b"\0" * 6, next_header=60, more=True), next_header=44))
+    part = parse_ipv6(
+        ipv6(ipv6_fragment(b"\x11\x05" + b"\0" * 6, next_header=60, more=True), next_header=44)
+    )
     last = parse_ipv6(ipv6(ipv6_fragment(b"\0" * 8, next_header=60, offset=8), next_header=44))
     events = _feed(Defragmenter(), [part, last])
     assert [e.reason for e in events if isinstance(e, FragmentsDropped)] == [DropReason.MALFORMED]

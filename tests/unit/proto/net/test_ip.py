@@ -77,7 +77,12 @@ def test_too_many_extension_headers() -> None:
 def test_udp_and_tcp() -> None:
     assert parse_udp(udp(b"abc", 1, 2) + b"pad").payload == b"abc"
     segment = parse_tcp(tcp(b"data", seq=123, flags=0x11))
-    assert (segment.seq, segment.flags, segment.payload, segment.dport) == (123, 0x11, b"data", 40000)
+    assert (segment.seq, segment.flags, segment.payload, segment.dport) == (
+        123,
+        0x11,
+        b"data",
+        40000,
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,7 +95,9 @@ def test_udp_and_tcp() -> None:
         (parse_tcp, tcp(b"", seq=1)),
     ],
 )
-def test_every_truncated_prefix_raises_parse_error(parser: Callable[[bytes], object], data: bytes) -> None:
+def test_every_truncated_prefix_raises_parse_error(
+    parser: Callable[[bytes], object], data: bytes
+) -> None:
     parser(data)
     for cut in range(len(data)):
         with pytest.raises(ParseError):
@@ -107,7 +114,11 @@ def test_every_truncated_prefix_raises_parse_error(parser: Callable[[bytes], obj
         (parse_ipv6, ipv6(b"")[:4] + b"\0\0" + ipv6(b"")[6:], "jumbograms"),
         (parse_udp, struct.pack("!HHHH", 1, 2, 7, 0), "UDP length below 8"),
         (parse_tcp, struct.pack("!HHIIHHHH", 1, 2, 0, 0, 4 << 12, 0, 0, 0), "offset below 5"),
-        (parse_tcp, struct.pack("!HHIIHHHH", 1, 2, 0, 0, 6 << 12, 0, 0, 0), "truncated TCP options"),
+        (
+            parse_tcp,
+            struct.pack("!HHIIHHHH", 1, 2, 0, 0, 6 << 12, 0, 0, 0),
+            "truncated TCP options",
+        ),
     ],
 )
 def test_bad_headers(parser: Callable[[bytes], object], data: bytes, message: str) -> None:

@@ -58,12 +58,10 @@ def test_byte_at_a_time_equals_whole() -> None:
 
 def test_header_properties_after_first_event() -> None:
     reader = PcapReader()
-    assert reader.linktype is None
-    assert reader.snaplen is None
+    assert (reader.linktype, reader.snaplen) == (None, None)
     reader.receive_data(_file())
     assert isinstance(reader.next_event(), PacketRecord)
-    assert reader.linktype == 1
-    assert reader.snaplen == 262_144
+    assert (reader.linktype, reader.snaplen) == (1, 262_144)
 
 
 @pytest.mark.parametrize("cut", range(len(_file())))

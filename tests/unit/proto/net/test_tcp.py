@@ -108,7 +108,14 @@ def test_fin_closes_after_all_bytes() -> None:
 
 
 def test_rst_flushes_with_gap_and_closes() -> None:
-    events = _run([_seg(b"", ISN, SYN), _seg(b"abc", ISN + 1), _seg(b"xyz", ISN + 10), _seg(b"", ISN + 13, RST)])
+    events = _run(
+        [
+            _seg(b"", ISN, SYN),
+            _seg(b"abc", ISN + 1),
+            _seg(b"xyz", ISN + 10),
+            _seg(b"", ISN + 13, RST),
+        ]
+    )
     assert events[1:] == [
         StreamGap(flow=FLOW, missing=6, time=0.0),
         StreamData(flow=FLOW, data=b"xyz", time=0.0),
@@ -153,7 +160,9 @@ def test_idle_timeout_closes() -> None:
     reassembler = TcpReassembler(idle_timeout=60.0)
     _run([_seg(b"abc", ISN)], reassembler, now=0.0)
     reassembler.handle_timer(60.0)
-    assert reassembler.next_event() == StreamClosed(flow=FLOW, reason=CloseReason.TIMEOUT, time=60.0)
+    assert reassembler.next_event() == StreamClosed(
+        flow=FLOW, reason=CloseReason.TIMEOUT, time=60.0
+    )
     assert reassembler.flow_count == 0
 
 
