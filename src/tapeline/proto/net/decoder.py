@@ -121,14 +121,14 @@ class PacketDecoder:
         """Fire the defragmentation and TCP timers due at `now`."""
         self._defrag.handle_timer(now)
         self._tcp.handle_timer(now)
-        self._collect(now)
+        self._collect()
 
     def flush(self) -> None:
         """End of input: drop held fragments and close every TCP direction."""
         now = self._last_ts_ns / NS_PER_S
         self._defrag.flush()
         self._tcp.flush(now)
-        self._collect(now)
+        self._collect()
 
     def receive_record(self, record: PacketRecord) -> None:
         """Decode one capture record; results are drained with `next_event()`.
@@ -188,7 +188,7 @@ class PacketDecoder:
             self._counts["tcp_segments"] += 1
             now = ts_ns / NS_PER_S
             self._tcp.receive_segment(src=packet.src, dst=packet.dst, segment=segment, now=now)
-            self._collect(now)
+            self._collect()
         elif packet.protocol == PROTO_GRE and depth < MAX_ENCAPSULATION_DEPTH:
             inner = decode_gre(packet.payload)
             if inner is None:
@@ -198,8 +198,7 @@ class PacketDecoder:
         else:
             self._counts["other_ip"] += 1
 
-    def _collect(self, now: float) -> None:
-        del now  # events carry their own times
+    def _collect(self) -> None:
         while isinstance(event := self._defrag.next_event(), FragmentsDropped):
             self._events.append(event)
         while not isinstance(tcp_event := self._tcp.next_event(), Sentinel):

@@ -228,12 +228,13 @@ class Defragmenter:
         self._events.append(Reassembled(packet=packet))
 
     def _enforce_bounds(self, current: FragmentKey) -> None:
+        # A datagram too big for the whole budget is refused; otherwise the oldest others make room.
+        if self._pending[current].size > self._max_bytes:
+            self._drop(current, DropReason.OVERSIZE)
+            return
         while len(self._pending) > self._max_datagrams or self._bytes > self._max_bytes:
-            oldest = next(iter(self._pending))
-            if oldest == current and len(self._pending) == 1:
-                self._drop(current, DropReason.OVERSIZE)
-                return
-            self._drop(oldest if oldest != current else list(self._pending)[1], DropReason.EVICTED)
+            oldest = next(key for key in self._pending if key != current)
+            self._drop(oldest, DropReason.EVICTED)
 
     def _drop(self, key: FragmentKey, reason: DropReason) -> None:
         pending = self._pending.pop(key)

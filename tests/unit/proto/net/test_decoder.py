@@ -75,6 +75,16 @@ def test_ipv6_fragments_are_reassembled() -> None:
     assert event.payload == b"v" * 100
 
 
+def test_conflicting_fragments_are_reported_not_guessed() -> None:
+    frames = [
+        _record(ether(0x0800, ipv4(b"a" * 16, ident=4, more=True))),
+        _record(ether(0x0800, ipv4(b"b" * 16, ident=4, offset=8, more=True))),
+    ]
+    events = _decode(frames)
+    assert [e.reason for e in events if isinstance(e, FragmentsDropped)] == [DropReason.OVERLAP]
+    assert not [e for e in events if isinstance(e, UdpDatagram)]
+
+
 def test_tcp_stream_events() -> None:
     frames = [
         _record(ether(0x0800, ipv4(tcp(b"", seq=0, flags=0x02), proto=6))),

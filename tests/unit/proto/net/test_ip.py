@@ -69,6 +69,11 @@ def test_skip_extensions_rejects_nested_fragment() -> None:
         skip_ipv6_extensions(44, ipv6_fragment(b"x" * 8, more=True))
 
 
+def test_truncated_fragment_header() -> None:
+    with pytest.raises(ParseError, match="truncated IPv6 fragment header"):
+        skip_ipv6_extensions(44, b"\0" * 7)
+
+
 def test_too_many_extension_headers() -> None:
     with pytest.raises(ParseError, match="too many IPv6 extension headers"):
         skip_ipv6_extensions(60, struct.pack("!BB6s", 60, 0, b"") * 17)
