@@ -10,8 +10,8 @@ stays open longer than `window` seconds of arrival time, or the buffer holds `ma
 missing packets are declared lost and release skips over them. A packet that arrives after its
 place was skipped is *late*: counted as received (as RFC 3550 counts loss) but not released.
 
-A jump of more than `MAX_DROPOUT` sequence numbers, or a step back onto a sequence number already
-released with a different timestamp or payload (a sender restarting at 0, as in sess6), is
+A jump of more than `MAX_DROPOUT` sequence numbers, or a step back of more than `MAX_MISORDER` onto
+sequence numbers already released with a different timestamp or payload (a sender restarting at 0, as in sess6), is
 believed only when the next packet follows it (the A.1 probation rule, with one packet of
 probation); otherwise the packet is dropped and counted as `late` (behind) or `stray` (ahead).
 A true duplicate repeats the timestamp and payload of a packet released less than
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 SEQUENCE_MODULUS: Final = 1 << 16
 TIMESTAMP_MODULUS: Final = 1 << 32
 MAX_DROPOUT: Final = 3000  # RFC 3550 A.1
+MAX_MISORDER: Final = 100  # RFC 3550 A.1
 JITTER_GAIN: Final = 16  # RFC 3550 §6.4.1: J += (|D| - J) / 16
 _RECENT_MEMORY: Final = 1024
 # A network duplicate arrives soon after the original; the same packet seconds later is a
@@ -178,9 +179,12 @@ class ReorderBuffer:
         if extended in segment.buffer or segment.is_duplicate(extended, packet, arrival):
             self._duplicates += 1
             return released
-        if extended < segment.next_release:
+        if extended < segment.next_release - MAX_MISORDER:
             return self._probe(packet, arrival, behind=True)
-        self._probation = None
+        self._drop_probation()
+        if extended < segment.next_release:
+            self._count_rejected(behind=True)
+            return released
         self._accept(segment, packet, extended, arrival)
         return self._release(arrival)
 
@@ -224,6 +228,11 @@ class ReorderBuffer:
         if segment is not None:  # always: _open_segment just set it
             self._accept(segment, packet, segment.extend(packet.sequence_number), arrival)
         return released + self._release(arrival)
+
+    def _drop_probation(self) -> None:
+        if self._probation is not None:
+            self._count_rejected(behind=self._probation[2])
+            self._probation = None
 
     def _count_rejected(self, *, behind: bool) -> None:
         if behind:
