@@ -10,12 +10,12 @@ stays open longer than `window` seconds of arrival time, or the buffer holds `ma
 missing packets are declared lost and release skips over them. A packet that arrives after its
 place was skipped is *late*: counted as received (as RFC 3550 counts loss) but not released.
 
-A jump of more than `MAX_DROPOUT` sequence numbers, or a step back of more than `MAX_MISORDER` onto
-sequence numbers already released with a different timestamp or payload (a sender restarting at 0, as in sess6), is
-believed only when the next packet follows it (the A.1 probation rule, with one packet of
-probation); otherwise the packet is dropped and counted as `late` (behind) or `stray` (ahead).
-A true duplicate repeats the timestamp and payload of a packet released less than
-`DUPLICATE_HORIZON` seconds earlier.
+A jump of more than `MAX_DROPOUT` sequence numbers, or a step back of more than `MAX_MISORDER`
+onto sequence numbers already released (a sender restarting at 0, as in sess6), is believed only
+when the next packet follows it (the A.1 probation rule, with one packet of probation);
+otherwise the packet is dropped and counted as `late` (behind) or `stray` (ahead). A true
+duplicate repeats the timestamp and payload of a packet released less than `DUPLICATE_HORIZON`
+seconds earlier; the same packet later than that is a restart with equal audio.
 
 Interarrival jitter is RFC 3550 §6.4.1 / A.8: arrival times come in as seconds (`now` from the
 adapter or the capture timestamp) and are converted to the RTP clock here. Packets that repeat
