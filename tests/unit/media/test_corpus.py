@@ -63,3 +63,22 @@ def test_catch_dtmf_gives_19_events_on_two_streams() -> None:
     assert by_ssrc == {0x37ED87F3: "123456789*0#5", 0xEE693E61: "54321#"}
     assert not result.stereo.any()  # events are never audio
     assert "symbol" not in repr(result.dtmf[0][1])
+
+
+def test_heplify_g711_stream_jitter_matches_wireshark() -> None:
+    # Wireshark's test suite: 548 packets, 0 lost, max delta 5843.742 ms, max jitter 7.406751 ms.
+    datagrams = [
+        d
+        for d in read_udp(corpus_file("heplify__rtp_rtcp_sip_ipv4_udp.pcap"))
+        if d.source == ("200.57.7.204", 8000) and d.destination == ("200.57.7.196", 40376)
+    ]
+    media = MediaSession(start=datagrams[0].time)
+    pcma = {8: PayloadFormat(payload_type=8, encoding_name="PCMA", clock_rate=8000)}
+    stream = media.add_stream(channel=0, formats=pcma)
+    for datagram in datagrams:
+        stream.receive_datagram(datagram.payload, now=datagram.time)
+    (quality,) = media.finish(end=datagrams[-1].time).quality
+    assert (quality.expected, quality.received, quality.lost) == (548, 548, 0)
+    assert quality.max_jitter_ms == pytest.approx(7.406751, abs=0.001)
+    assert quality.longest_gap_ms == pytest.approx(5843.742, abs=0.001)
+    assert quality.ssrcs == (0xD2BD4E3E,)
