@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.jitter import OrderedPacket
@@ -198,3 +200,35 @@ def test_timeline_render_before_start_and_overlap_clip() -> None:
     assert len(out) == 400
     assert out[:80].all()
     assert not out[80:].any()
+
+
+ANY_CODEC = {
+    0: PayloadFormat(payload_type=0, encoding_name="PCMU", clock_rate=8000),
+    9: PayloadFormat(payload_type=9, encoding_name="G722", clock_rate=8000),
+    18: PayloadFormat(payload_type=18, encoding_name="G729", clock_rate=8000),
+    96: PayloadFormat(payload_type=96, encoding_name="AMR", clock_rate=8000),
+    97: PayloadFormat(payload_type=97, encoding_name="AMR-WB", clock_rate=16000),
+    98: PayloadFormat(payload_type=98, encoding_name="opus", clock_rate=48000, channels=2),
+    99: PayloadFormat(payload_type=99, encoding_name="GSM", clock_rate=8000),
+    100: PayloadFormat(payload_type=100, encoding_name="EVS", clock_rate=16000),
+    101: PayloadFormat(payload_type=101, encoding_name="telephone-event", clock_rate=8000),
+}
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(ANY_CODEC)), st.integers(0, 65535), st.binary(max_size=80)
+        ),
+        max_size=20,
+    )
+)
+def test_arbitrary_payloads_never_escape_the_stream(packets: list[tuple[int, int, bytes]]) -> None:
+    media = MediaSession(start=0.0)
+    stream = media.add_stream(channel=0, formats=ANY_CODEC)
+    for index, (pt, sequence, payload) in enumerate(packets):
+        stream.receive_datagram(_rtp(sequence, sequence * 160, payload, pt=pt), index * 0.02)
+        stream.receive_datagram(payload, index * 0.02)
+    result = media.finish(end=len(packets) * 0.02 + 0.1)
+    assert len(result.stereo) in {round((len(packets) * 0.02 + 0.1) * r) for r in (8000, 16000)}
