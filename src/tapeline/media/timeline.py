@@ -132,10 +132,10 @@ class ChannelTimeline:
         if payload_format is None:
             self.undecodable += 1
             return
-        position = self._place(item, payload_format.clock_rate)
         if payload_format.name == TELEPHONE_EVENT:
-            self._add_event(item, position, payload_format.clock_rate)
+            self._add_event(item, self._event_position(item), payload_format.clock_rate)
             return
+        position = self._place(item, payload_format.clock_rate)
         if (
             payload_format.name == COMFORT_NOISE
             or packet.payload_type == PAYLOAD_TYPE_COMFORT_NOISE
@@ -184,6 +184,19 @@ class ChannelTimeline:
             anchor = self._reanchor(item, arrival_position, clock_rate)
             position = arrival_position
         return position
+
+    def _event_position(self, item: OrderedPacket) -> float:
+        # RFC 4733 §2.1: events share the audio's timestamp clock, so place them from the audio
+        # anchor without moving it; before any audio, or across a jump, use the arrival time.
+        arrival_position = item.arrival - self._start
+        anchor = self._anchor
+        if anchor is None or anchor.segment != item.segment:
+            return arrival_position
+        delta = (item.packet.timestamp - anchor.timestamp) % TIMESTAMP_MODULUS
+        if delta >= TIMESTAMP_MODULUS // 2:
+            delta -= TIMESTAMP_MODULUS
+        position = anchor.position + delta / anchor.clock_rate
+        return arrival_position if abs(position - arrival_position) > self._tolerance else position
 
     def _reanchor(self, item: OrderedPacket, position: float, clock_rate: int) -> _Anchor:
         self._anchor = _Anchor(

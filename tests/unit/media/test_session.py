@@ -232,3 +232,16 @@ def test_arbitrary_payloads_never_escape_the_stream(packets: list[tuple[int, int
         stream.receive_datagram(payload, index * 0.02)
     result = media.finish(end=len(packets) * 0.02 + 0.1)
     assert len(result.stereo) in {round((len(packets) * 0.02 + 0.1) * r) for r in (8000, 16000)}
+
+
+def test_dtmf_before_audio_is_placed_by_arrival_and_does_not_anchor_audio() -> None:
+    media = MediaSession(start=0.0)
+    stream = media.add_stream(channel=0, formats=EVENTS)
+    body = struct.pack("!BBH", 11, 0x80 | 3, 400)
+    stream.receive_datagram(_rtp(0, 999_999, body, pt=101), 0.5)
+    _feed(stream.receive_datagram, _talk(1.0, 0.5, seq0=1, ts0=8000))
+    result = media.finish(end=2.0)
+    ((_, dtmf),) = result.dtmf
+    assert dtmf.start == pytest.approx(0.5)
+    assert result.stereo[8000:12000, 0].all()
+    assert not result.stereo[:8000, 0].any()
