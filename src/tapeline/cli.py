@@ -296,11 +296,13 @@ def cmd_recorder(args: argparse.Namespace) -> int:
     """Run the recorder."""
     from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
     from tapeline.daemon.recorder import Recorder  # noqa: PLC0415
+    from tapeline.daemon.services import build_services  # noqa: PLC0415
     from tapeline.eventloop import run_async  # noqa: PLC0415
 
     setup_logging()
     config = _config(args)
-    run_async(Recorder(config, config_path=Path(args.config)).run())
+    recorder = Recorder(config, config_path=Path(args.config), services=build_services(config))
+    run_async(recorder.run())
     return 0
 
 

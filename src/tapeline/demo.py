@@ -25,6 +25,7 @@ from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_messa
 from tapeline.archive.users import add_user, list_users
 from tapeline.config import Config, load_config
 from tapeline.daemon.recorder import Recorder
+from tapeline.daemon.services import build_services
 from tapeline.eventloop import run_async
 from tapeline.tlscert import generate_self_signed
 from tapeline.web.server import make_server
@@ -123,7 +124,7 @@ def seed(archive: Archive) -> None:
 
 async def run_demo(config_path: Path, config: Config) -> None:
     """Run the recorder and the web page until Ctrl-C or SIGTERM."""
-    recorder = Recorder(config, config_path=config_path)
+    recorder = Recorder(config, config_path=config_path, services=build_services(config))
     web_archive = Archive.open(config, migrate=False)
     server = make_server(web_archive)
     try:
