@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -33,13 +35,22 @@ STOP_TIMEOUT_S = 25.0
 HEARTBEAT_S = 15.0
 
 
+@dataclass(slots=True)
+class Runtime:
+    """What a service gets from the recorder when it starts."""
+
+    archive: Archive
+    active_calls: dict[str, int]
+    health_checks: dict[str, Callable[[], tuple[str, str]]] = field(default_factory=dict)
+
+
 class Service(Protocol):
     """A capture path or job runner plugged into the recorder."""
 
     name: str
 
-    async def start(self) -> None:
-        """Bind sockets and open sources; return once ready to receive."""
+    async def start(self, runtime: Runtime) -> None:
+        """Bind sockets and open sources; return once ready to receive (before READY=1)."""
         ...
 
     async def run(self) -> None:
@@ -91,9 +102,10 @@ class Recorder:
             service.reload(self.config)
         log.info("reloaded lines and trunks", extra={"lines": len(fresh.lines)})
 
-    def _make_status_server(self, archive: Archive) -> EmbeddedServer:
+    def _make_status_server(self, runtime: Runtime) -> EmbeddedServer:
         host, port = self.config.node.status_address
-        app = create_status_app(archive, Health(archive), self.active_calls)
+        health = Health(runtime.archive, extra=runtime.health_checks)
+        app = create_status_app(runtime.archive, health, self.active_calls)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
@@ -125,10 +137,11 @@ class Recorder:
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             async with asyncio.TaskGroup() as group:
-                status = self._status_server = self._make_status_server(archive)
+                runtime = Runtime(archive=archive, active_calls=self.active_calls)
+                status = self._status_server = self._make_status_server(runtime)
                 status_task = group.create_task(status.serve(), name="status")
                 for service in self.services:
-                    await service.start()
+                    await service.start(runtime)
                 if not await status.wait_bound(status_task):
                     log.error(
                         "status listener %s could not be bound", self.config.node.status_listen
