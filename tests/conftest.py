@@ -155,3 +155,27 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]
         yield opened
     finally:
         opened.close()
+
+
+def write_config_file(base: Path, database_url: str | None = None) -> Path:
+    """A config file for an appliance under `base` (keys and TLS certificate included)."""
+    from tapeline.tlscert import generate_self_signed  # noqa: PLC0415
+    from tests.tomlwriter import dumps  # noqa: PLC0415
+
+    data = config_dict(base, database_url)
+    generate_self_signed(Path(data["web"]["tls_cert_file"]), Path(data["web"]["tls_key_file"]))
+    path = base / "tapeline.toml"
+    path.write_text(dumps(data))
+    return path
+
+
+def tapeline(*args: str, check: bool = True, input_: str | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess."""
+    import sys  # noqa: PLC0415
+
+    result = subprocess.run([sys.executable, "-m", "tapeline.cli", *args], capture_output=True,
+                            text=True, check=False, input=input_, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tapeline {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tapeline import __version__
+from tapeline.archive.access import LOCAL_OPERATOR
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.config import DEFAULT_CONFIG_PATH, EX_CONFIG, Config, load_config
@@ -79,7 +80,7 @@ def _actor(args: argparse.Namespace, archive: Archive) -> Actor:
 
     if not getattr(args, "as_user", None):
         unix = os.environ.get("SUDO_USER") or getpass.getuser()
-        return Actor(name=f"local:{unix}", roles=("system",))
+        return Actor(name=f"local:{unix}", roles=(LOCAL_OPERATOR,))
     password = _read_password(args.password_file, prompt=f"password for {args.as_user}: ")
     return authenticate(archive, name=args.as_user, password=password, code=args.totp)
 
@@ -235,7 +236,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     try:
         actor = _actor(args, archive)
         password = _read_password(
-            args.password_file, prompt=f"new password for {args.name}: ", confirm=True
+            args.password_file_new, prompt=f"new password for {args.name}: ", confirm=True
         )
         secret = add_user(
             archive,

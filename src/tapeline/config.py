@@ -297,7 +297,7 @@ def parse_config(data: dict[str, Any], *, source: str) -> Config:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        reason = first["msg"]
+        reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
         raise ConfigError(source, key, reason) from exc

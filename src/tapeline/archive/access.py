@@ -20,6 +20,12 @@ class Role(StrEnum):
     EXPORT_OFFICER = "export-officer"
 
 
+# Someone with a shell on the appliance running the CLI without `--as`: they can read the index
+# file anyway (file permissions are its protection, DESIGN §5), so metadata search is allowed and
+# audited under their Unix name; content (audio, exports) always needs an account.
+LOCAL_OPERATOR = "local-operator"
+
+
 class Action(StrEnum):
     """The guarded actions."""
 
@@ -33,9 +39,9 @@ class Action(StrEnum):
     READ_AUDIT = "read-audit"
 
 
-PERMISSIONS: dict[Action, frozenset[Role]] = {
+PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
-    Action.SEARCH: frozenset({Role.REVIEWER, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.SEARCH: frozenset({Role.REVIEWER, Role.SUPERVISOR, Role.AUDITOR, LOCAL_OPERATOR}),
     Action.PLAY: frozenset({Role.REVIEWER, Role.SUPERVISOR, Role.AUDITOR}),
     Action.FLAG: frozenset({Role.REVIEWER, Role.SUPERVISOR}),
     Action.EXPORT: frozenset({Role.EXPORT_OFFICER}),
