@@ -91,10 +91,12 @@ def parse_multipart(body: bytes, boundary: str) -> tuple[BodyPart, ...]:
     """
     if not boundary or len(boundary) > MAX_BOUNDARY_LENGTH:
         raise SipParseError("Invalid multipart boundary")
+    # The line break ending a delimiter line is matched by lookahead, so that an empty part's
+    # single line break can also open the next delimiter.
     delimiter = re.compile(
         rb"(?:\A|\r?\n)--"
         + re.escape(boundary.encode("utf-8"))
-        + rb"(?P<close>--)?[ \t]*(?:\r?\n|\Z)"
+        + rb"(?P<close>--)?[ \t]*(?=\r?\n|\Z)"
     )
     matches = list(delimiter.finditer(body))
     if not matches:
@@ -104,10 +106,19 @@ def parse_multipart(body: bytes, boundary: str) -> tuple[BodyPart, ...]:
         if current["close"]:
             break
         if following is None:
-            parts.append(_parse_part(body[current.end() :].rstrip(b"\r\n")))
+            content = body[current.end() :]
+            if not content.strip(b"\r\n"):
+                break  # a body cut right after a delimiter has no further part
+            parts.append(_parse_part(_after_line_break(content).rstrip(b"\r\n")))
         else:
-            parts.append(_parse_part(body[current.end() : following.start()]))
+            parts.append(_parse_part(_after_line_break(body[current.end() : following.start()])))
     return tuple(parts)
+
+
+def _after_line_break(data: bytes) -> bytes:
+    if data.startswith(b"\r\n"):
+        return data[2:]
+    return data[1:] if data.startswith(b"\n") else data
 
 
 def _parse_part(data: bytes) -> BodyPart:
