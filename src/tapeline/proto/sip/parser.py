@@ -38,6 +38,8 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 65535
 MANDATORY_HEADERS: Final = ("Via", "From", "To", "Call-ID", "CSeq")
 
 STATUS_BAD_REQUEST: Final = 400
+_MAX_LENGTH_DIGITS: Final = 10
+_HUGE_LENGTH: Final = 10**_MAX_LENGTH_DIGITS
 STATUS_TOO_LARGE: Final = 513
 STATUS_VERSION_NOT_SUPPORTED: Final = 505
 
@@ -118,7 +120,9 @@ def _content_length(headers: Headers) -> int | None:
     value = values.pop()
     if DIGITS.fullmatch(value) is None:
         raise SipParseError("Invalid Content-Length")
-    return int(value)
+    digits = value.lstrip("0")
+    # Longer than any bound we accept; capping also keeps int() below its digit limit.
+    return _HUGE_LENGTH if len(digits) > _MAX_LENGTH_DIGITS else int(value)
 
 
 def build_message(message: SipMessage, *, body: bytes, raw: bytes) -> SipMessage:
