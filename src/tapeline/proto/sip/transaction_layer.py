@@ -28,7 +28,6 @@ from tapeline.proto.sip.transaction import (
     ServerTransaction,
     TimerConfig,
     TransactionKey,
-    TransactionTimedOut,
     TxInput,
     TxOutput,
     TxState,
@@ -231,14 +230,3 @@ class TransactionLayer:
 
 def _sent_tag(response: SipResponse | None) -> str | None:
     return None if response is None else response.to_addr.tag
-
-
-__all__ = [
-    "AckReceived",
-    "InviteCancelled",
-    "LayerOutput",
-    "RequestReceived",
-    "TransactionLayer",
-    "TransactionTimedOut",
-    "random_tag",
-]
