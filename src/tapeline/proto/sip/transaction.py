@@ -27,15 +27,17 @@ earliest deadline and `handle_timer(now)` feeds every due timer back in as an in
    Confirmed and Accepted (RFC 6026: absorbed; the 2xx retransmission is timer driven).
 """
 
+import abc
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import ClassVar, Final, TypeAlias
 
 from tapeline.proto.errors import ProtocolViolation
 from tapeline.proto.sip.grammar import MAGIC_COOKIE
 from tapeline.proto.sip.message import SipRequest, SipResponse
+from tapeline.proto.sip.serializer import serialize
 
 Address: TypeAlias = tuple[str, int]
 
@@ -180,7 +182,7 @@ def transaction_key(request: SipRequest) -> TransactionKey:
     return TransactionKey(branch=branch, sent_by=via.sent_by.lower(), method=method)
 
 
-class ServerTransaction:
+class ServerTransaction(abc.ABC):
     """Common machinery of the two server transactions; see the module's theory of operation.
 
     Args:
@@ -285,6 +287,8 @@ class ServerTransaction:
             if response is None:
                 self._enter(TxState.TERMINATED, now)
                 raise ProtocolViolation(f"{event.name} needs a response")
+            if not response.raw:
+                response = replace(response, raw=serialize(response))
             self._last = response
             return [SendBytes(data=response.raw, addr=self._addr, message=response)]
         if action is TxAction.RETRANSMIT:
@@ -317,11 +321,13 @@ class ServerTransaction:
                 outputs.extend(self.handle(timer, now=now))
         return outputs
 
+    @abc.abstractmethod
     def _timers_for(self, state: TxState) -> dict[TxInput, float]:
-        raise NotImplementedError
+        """Return the timers armed on entering `state`, as delays from now."""
 
+    @abc.abstractmethod
     def _classify(self, response: SipResponse) -> TxInput:
-        raise NotImplementedError
+        """Return the SEND_* input a response from the TU is."""
 
 
 class InviteServerTransaction(ServerTransaction):

@@ -184,21 +184,19 @@ class TransactionLayer:
         if existing is not None and existing.state is not TxState.ACCEPTED:
             # ACK for a non-2xx final response: the transaction absorbs it (§17.2.1).
             return list(existing.handle(TxInput.ACK, now=now))
-        if existing is None:
-            existing = self._accepted_invite(ack)
         if existing is not None:
             existing.handle(TxInput.ACK_2XX, now=now)
+        else:
+            # A 2xx ACK has its own branch: find the INVITE by Call-ID and CSeq. SRCs reuse
+            # CSeq on re-INVITEs, so every Accepted match is told; a repeat is harmless.
+            for tx in list(self._transactions.values()):
+                if (
+                    tx.state is TxState.ACCEPTED
+                    and tx.request.call_id == ack.call_id
+                    and tx.request.cseq.number == ack.cseq.number
+                ):
+                    tx.handle(TxInput.ACK_2XX, now=now)
         return [AckReceived(request=ack, addr=addr)]
-
-    def _accepted_invite(self, ack: SipRequest) -> ServerTransaction | None:
-        for tx in self._transactions.values():
-            if (
-                tx.state is TxState.ACCEPTED
-                and tx.request.call_id == ack.call_id
-                and tx.request.cseq.number == ack.cseq.number
-            ):
-                return tx
-        return None
 
     def _cancel(
         self,

@@ -1,11 +1,12 @@
 import itertools
+from dataclasses import replace
 
 import pytest
 
 from tapeline.proto.errors import ProtocolViolation
 from tapeline.proto.sip.message import SipRequest, SipResponse
 from tapeline.proto.sip.parser import parse_datagram
-from tapeline.proto.sip.serializer import build_response
+from tapeline.proto.sip.serializer import build_response, serialize
 from tapeline.proto.sip.transaction import (
     INVITE_TABLE,
     NON_INVITE_TABLE,
@@ -229,3 +230,12 @@ def test_key_maps_ack_to_invite_and_falls_back_for_rfc2543_branches() -> None:
     assert key.branch == "rfc2543|a84b4c76e66710|1928301774|1|1234"
     assert key.method == "INVITE"
     assert key.sent_by == "pc33.example.com"
+
+
+def test_response_without_raw_is_serialised_before_sending() -> None:
+    tx = bye_tx()
+    response = replace(answer(BYE, 200), raw=b"")
+    (output,) = tx.send_response(response, now=0)
+    assert isinstance(output, SendBytes)
+    assert output.data == serialize(response)
+    assert output.message.raw == output.data

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tapeline.proto.errors import ProtocolViolation
 from tapeline.proto.sip.message import SipRequest
@@ -204,3 +206,49 @@ def test_random_tags_are_distinct_hex() -> None:
     assert first != second
     assert len(first) == 16
     int(first, 16)
+
+
+def test_ack_stops_every_accepted_invite_sharing_call_id_and_cseq() -> None:
+    layer = TransactionLayer()
+    key = start_invite(layer)
+    layer.send_response(key, build_response(INVITE, 200, to_tag="srs"), now=0)
+    # A re-INVITE reusing CSeq 101 with a new branch (RFC 8068 §3.2.2 examples do this).
+    reinvite = parsed(siprec_invite(branch="z9hG4bKre"))
+    outputs = layer.receive_request(reinvite, addr=ADDR, reliable=False, now=1)
+    (event,) = [o for o in outputs if isinstance(o, RequestReceived)]
+    layer.send_response(event.key, build_response(reinvite, 200, to_tag="srs"), now=1)
+    ack = ack_for(INVITE, branch="z9hG4bKack2", to_tag="srs")
+    layer.receive_request(ack, addr=ADDR, reliable=False, now=1.1)
+    assert statuses(layer.handle_timer(20)) == []
+
+
+METHODS = ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"]
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(METHODS),
+            st.sampled_from(["z9hG4bK1", "z9hG4bK2", "old-style"]),
+            st.sampled_from([None, 100, 180, 200, 404, 487]),
+            st.floats(min_value=0, max_value=40),
+        ),
+        max_size=25,
+    )
+)
+def test_no_sequence_of_peer_requests_raises(
+    steps: list[tuple[str, str, int | None, float]],
+) -> None:
+    layer = TransactionLayer(make_tag=lambda: "t")
+    now = 0.0
+    for method, branch, status, delay in steps:
+        now += delay
+        req = parsed(request(method, branch=branch))
+        for output in layer.receive_request(req, addr=ADDR, reliable=False, now=now):
+            if isinstance(output, RequestReceived) and status is not None:
+                layer.send_response(output.key, build_response(req, status), now=now)
+        layer.handle_timer(now)
+    layer.handle_timer(now + 100)
+    # Only requests the TU never answered remain, and they hold no timer.
+    assert layer.get_timer() is None
