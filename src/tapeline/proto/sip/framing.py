@@ -56,6 +56,7 @@ class SipFramer:
         self._scan_from = 0
         self._eof = False
         self._failed = False
+        self._head: tuple[SipMessage, int, int] | None = None
 
     @property
     def trailing_data(self) -> bytes:
@@ -92,35 +93,41 @@ class SipFramer:
             raise
 
     def _next_event(self) -> SipMessage | FramerEvent:
-        self._skip_keepalives()
-        end = HEAD_END.search(self._buffer, self._scan_from)
-        if end is None:
-            self._scan_from = max(len(self._buffer) - _TERMINATOR_OVERLAP, 0)
-            if len(self._buffer) > self._max:
+        if self._head is None:
+            self._skip_keepalives()
+            end = HEAD_END.search(self._buffer, self._scan_from)
+            if end is None:
+                self._scan_from = max(len(self._buffer) - _TERMINATOR_OVERLAP, 0)
+                if len(self._buffer) > self._max:
+                    raise SipParseError(
+                        "Message head exceeds max_message_size", status_hint=STATUS_TOO_LARGE
+                    )
+                return self._starved()
+            message, length = parse_head(bytes(self._buffer[: end.start()]))
+            if length is None:
+                raise SipParseError("Content-Length is mandatory on stream transports")
+            if end.end() + length > self._max:
                 raise SipParseError(
-                    "Message head exceeds max_message_size", status_hint=STATUS_TOO_LARGE
+                    "Content-Length exceeds max_message_size", status_hint=STATUS_TOO_LARGE
                 )
-            return self._starved()
-        message, length = parse_head(bytes(self._buffer[: end.start()]))
-        if length is None:
-            raise SipParseError("Content-Length is mandatory on stream transports")
-        total = end.end() + length
-        if total > self._max:
-            raise SipParseError(
-                "Content-Length exceeds max_message_size", status_hint=STATUS_TOO_LARGE
-            )
+            # Keep the parsed head while the body arrives, so it is parsed once.
+            self._head = (message, end.end(), length)
+        message, body_start, length = self._head
+        total = body_start + length
         if len(self._buffer) < total:
             return self._starved()
         raw = bytes(self._buffer[:total])
         del self._buffer[:total]
         self._scan_from = 0
-        return build_message(message, body=raw[end.end() :], raw=raw)
+        self._head = None
+        return build_message(message, body=raw[body_start:], raw=raw)
 
     def _skip_keepalives(self) -> None:
+        if not self._buffer.startswith((b"\r", b"\n")):
+            return
         stripped = self._buffer.lstrip(b"\r\n")
-        if len(stripped) != len(self._buffer):
-            self._scan_from = max(self._scan_from - (len(self._buffer) - len(stripped)), 0)
-            self._buffer = stripped
+        self._scan_from = max(self._scan_from - (len(self._buffer) - len(stripped)), 0)
+        self._buffer = stripped
 
     def _starved(self) -> FramerEvent:
         if not self._eof:
