@@ -185,3 +185,18 @@ def test_content_type_without_params() -> None:
 def test_malformed_content_type_is_rejected(value: str) -> None:
     with pytest.raises(SipParseError, match=r"^Malformed Content-Type header$"):
         parse_content_type(value)
+
+
+def test_p_asserted_identity_and_diversion_read_as_name_addrs() -> None:
+    headers = parse_header_lines(
+        [
+            'P-Asserted-Identity: "Trader 7" <sip:+442071234567@bank.example>, <tel:+442071234567>',
+            "Diversion: <sip:2249888012@10.0.0.1>;reason=unconditional;counter=1",
+        ]
+    )
+    sip_id, tel_id = (parse_name_addr(v) for v in headers.get_list("p-asserted-identity"))
+    assert (sip_id.display_name, sip_id.uri) == ("Trader 7", "sip:+442071234567@bank.example")
+    assert tel_id.uri == "tel:+442071234567"
+    diversion = parse_name_addr(headers.get("diversion") or "")
+    assert param(diversion.params, "reason") == "unconditional"
+    assert param(diversion.params, "counter") == "1"
