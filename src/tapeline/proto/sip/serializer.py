@@ -9,11 +9,12 @@ complete `SipRequest`/`SipResponse` whose `raw` is `serialize()` of itself, so w
 what we send and `parse(serialize(m)) == m` holds.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final, TypeVar
 
-from tapeline.proto.sip.headers import Headers, parse_name_addr
+from tapeline.proto.sip.headers import Headers, parse_name_addr, parse_via
 from tapeline.proto.sip.message import SipMessage, SipRequest, SipResponse
 
 # RFC 3261 §21 reason phrases for the codes an SRS sends.
@@ -71,6 +72,28 @@ def serialize(message: SipMessage) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + message.body
 
 
+_RPORT_FLAG: Final = re.compile(r";[ \t]*rport[ \t]*(?=;|,|$)", re.IGNORECASE)
+
+
+def stamp_via(value: str, source: tuple[str, int]) -> str:
+    """Add ``received`` and fill a valueless ``rport`` in the top Via field value.
+
+    Only the first entry of a comma-combined field is touched. ``received`` is added when the
+    source host differs from sent-by, or when rport was asked for (RFC 3581 §4).
+
+    Raises:
+        SipParseError: the first Via entry does not parse (400).
+    """
+    first, comma, rest = value.partition(",")
+    via = parse_via(first)
+    host, port = source
+    if via.received is None and (via.wants_rport or via.host.strip("[]") != host):
+        first = f"{first.rstrip()};received={host}"
+    if via.wants_rport and via.rport is None:
+        first = _RPORT_FLAG.sub(f";rport={port}", first, count=1)
+    return first + comma + rest
+
+
 def _with_body(fields: list[tuple[str, str]], body: bytes, content_type: str | None) -> Headers:
     if content_type is not None:
         fields.append(("Content-Type", content_type))
@@ -88,6 +111,7 @@ def build_response(  # noqa: PLR0913  # every keyword is an independent part of 
     headers: HeaderList = (),
     body: bytes = b"",
     content_type: str | None = None,
+    source: tuple[str, int] | None = None,
 ) -> SipResponse:
     """Build a response to `request` (RFC 3261 §8.2.6).
 
@@ -100,11 +124,15 @@ def build_response(  # noqa: PLR0913  # every keyword is an independent part of 
         headers: extra ``(name, value)`` headers, added after the copied ones.
         body: the body.
         content_type: the body's Content-Type.
+        source: the request's transport source; when given, the top Via gets ``received``
+            and a valueless ``rport`` gets the port (§18.2.1, RFC 3581 §4).
 
     Returns:
         The response with `raw` set to its serialised bytes.
     """
     fields = [("Via", value) for value in request.headers.get_all("Via")]
+    if source is not None and fields:
+        fields[0] = ("Via", stamp_via(fields[0][1], source))
     fields.append(("From", request.headers.get("From") or ""))
     to_value = request.headers.get("To") or ""
     if (

@@ -220,6 +220,11 @@ class ServerTransaction(abc.ABC):
         return self._state
 
     @property
+    def addr(self) -> Address:
+        """Where the transaction's responses go: the request's transport source."""
+        return self._addr
+
+    @property
     def last_response(self) -> SipResponse | None:
         """The last response sent, None before the first."""
         return self._last

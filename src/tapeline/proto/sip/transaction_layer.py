@@ -124,7 +124,9 @@ class TransactionLayer:
             outputs.extend(self._cancel(request, addr, reliable=reliable, now=now))
         elif request.method == "INVITE":
             tx = self._start(InviteServerTransaction, request, addr, reliable=reliable)
-            outputs.extend(tx.send_response(build_response(request, _STATUS_TRYING), now=now))
+            outputs.extend(
+                tx.send_response(build_response(request, _STATUS_TRYING, source=addr), now=now)
+            )
             outputs.append(RequestReceived(request=request, key=key, addr=addr))
         else:
             self._start(NonInviteServerTransaction, request, addr, reliable=reliable)
@@ -210,13 +212,19 @@ class TransactionLayer:
         invite_key = TransactionKey(branch=tx.key.branch, sent_by=tx.key.sent_by, method="INVITE")
         invite = self._transactions.get(invite_key)
         if invite is None:
-            return list(tx.send_response(build_response(cancel, _STATUS_NO_TRANSACTION), now=now))
+            return list(
+                tx.send_response(
+                    build_response(cancel, _STATUS_NO_TRANSACTION, source=addr), now=now
+                )
+            )
         tag = _sent_tag(invite.last_response) or self._make_tag()
         outputs: list[LayerOutput] = list(
-            tx.send_response(build_response(cancel, _STATUS_OK, to_tag=tag), now=now)
+            tx.send_response(build_response(cancel, _STATUS_OK, to_tag=tag, source=addr), now=now)
         )
         if invite.state is TxState.PROCEEDING:
-            terminated = build_response(invite.request, _STATUS_TERMINATED, to_tag=tag)
+            terminated = build_response(
+                invite.request, _STATUS_TERMINATED, to_tag=tag, source=invite.addr
+            )
             outputs.extend(invite.send_response(terminated, now=now))
             outputs.append(InviteCancelled(key=invite_key, cancel=cancel))
         return outputs

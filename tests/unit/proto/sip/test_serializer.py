@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from tapeline.proto.sip.headers import Headers
 from tapeline.proto.sip.message import SipRequest, SipResponse
 from tapeline.proto.sip.parser import parse_datagram
-from tapeline.proto.sip.serializer import build_request, build_response, serialize
+from tapeline.proto.sip.serializer import build_request, build_response, serialize, stamp_via
 from tests.unit.proto.sip.samples import request, siprec_invite
 
 
@@ -139,3 +139,46 @@ def test_parse_of_serialize_is_identity(
     assert serialize(built) == built.raw
     response = build_response(built, 200, to_tag=tag, body=body)
     assert parse_datagram(response.raw) == response
+
+
+@pytest.mark.parametrize(
+    ("via", "stamped"),
+    [
+        (
+            "SIP/2.0/UDP src.example.com:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP src.example.com:5060;branch=z9hG4bK1;rport=40000;received=203.0.113.7",
+        ),
+        (
+            "SIP/2.0/UDP 203.0.113.7;RPort ;branch=z9hG4bK1",
+            "SIP/2.0/UDP 203.0.113.7;rport=40000;branch=z9hG4bK1;received=203.0.113.7",
+        ),
+        (
+            "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK1",
+            "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK1",
+        ),
+        (
+            "SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;rport",
+            "SIP/2.0/UDP a.example;branch=z9hG4bK1;received=203.0.113.7,"
+            " SIP/2.0/UDP b.example;rport",
+        ),
+        (
+            "SIP/2.0/UDP a.example;received=10.0.0.1;rport=1",
+            "SIP/2.0/UDP a.example;received=10.0.0.1;rport=1",
+        ),
+    ],
+)
+def test_stamp_via_adds_received_and_fills_rport(via: str, stamped: str) -> None:
+    assert stamp_via(via, ("203.0.113.7", 40000)) == stamped
+
+
+def test_response_with_source_stamps_only_the_top_via() -> None:
+    data = request("OPTIONS").replace(
+        b"Max-Forwards", b"Via: SIP/2.0/UDP proxy.example.com;rport\r\nMax-Forwards"
+    )
+    options = parse_datagram(data)
+    assert isinstance(options, SipRequest)
+    response = build_response(options, 200, source=("192.0.2.4", 5062))
+    top, second = response.vias
+    assert top.received == "192.0.2.4"
+    assert second.received is None
+    assert second.rport is None

@@ -252,3 +252,12 @@ def test_no_sequence_of_peer_requests_raises(
     layer.handle_timer(now + 100)
     # Only requests the TU never answered remain, and they hold no timer.
     assert layer.get_timer() is None
+
+
+def test_layer_responses_carry_received_and_rport() -> None:
+    layer = TransactionLayer()
+    outputs = layer.receive_request(INVITE, addr=("203.0.113.7", 40000), reliable=False, now=0)
+    (trying,) = [o for o in outputs if isinstance(o, SendBytes)]
+    assert trying.addr == ("203.0.113.7", 40000)
+    assert trying.message.top_via.received == "203.0.113.7"
+    assert trying.message.top_via.rport == 40000
