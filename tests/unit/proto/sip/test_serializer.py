@@ -158,8 +158,10 @@ def test_parse_of_serialize_is_identity(
         ),
         (
             "SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;rport",
-            "SIP/2.0/UDP a.example;branch=z9hG4bK1;received=203.0.113.7,"
-            " SIP/2.0/UDP b.example;rport",
+            (
+                "SIP/2.0/UDP a.example;branch=z9hG4bK1;received=203.0.113.7,"
+                " SIP/2.0/UDP b.example;rport"
+            ),
         ),
         (
             "SIP/2.0/UDP a.example;received=10.0.0.1;rport=1",
