@@ -1,0 +1,353 @@
+"""The typed configuration and its loader.
+
+One TOML file (default `/etc/tapeline/tapeline.toml`), sections as DESIGN §7. Every key can be
+overridden by an environment variable `TAPELINE_<SECTION>__<KEY>` whose value is read as JSON when
+it parses as JSON and as a plain string otherwise. Errors name the file, the dotted key and the
+reason, and the CLI turns them into exit code 78 (EX_CONFIG).
+
+Secrets are never inline: the config names files. A relative secret path is looked up in
+`$CREDENTIALS_DIRECTORY` first (systemd `LoadCredential=`), so units need no absolute paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tapeline.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/tapeline/tapeline.toml")
+ENV_PREFIX = "TAPELINE_"
+EX_CONFIG = 78
+MAX_PORT = 65535
+MIN_UNPRIVILEGED_PORT = 1024
+
+_LISTEN_SCHEMES = ("udp", "tcp", "tls")
+
+
+def _split_host_port(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 <= port <= MAX_PORT:
+        raise ValueError(f"port {port} out of range")
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host, port
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Section):
+    """`[node]`: who this box is."""
+
+    id: str = Field(
+        default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+    )
+    status_listen: str = "127.0.0.1:9780"
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    signing_key_file: Path = Path("/etc/tapeline/keys/signing.key")
+
+    @field_validator("status_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _split_host_port(value)
+        return value
+
+    @property
+    def status_address(self) -> tuple[str, int]:
+        """The (host, port) of the loopback status listener."""
+        return _split_host_port(self.status_listen)
+
+
+class StorageConfig(_Section):
+    """`[storage]`: where objects and journals live and how recordings are encoded."""
+
+    backend: Literal["local"] = "local"
+    path: Path = Path("/var/lib/tapeline/objects")
+    spool: Path = Path("/var/lib/tapeline/spool")
+    format: Literal["flac", "opus"] = "flac"
+    key_file: Path = Path("/etc/tapeline/keys/archive.key")
+    min_free_bytes: int = Field(default=1 << 30, ge=0)
+
+
+class DatabaseConfig(_Section):
+    """`[database]`: the index (SQLite by default, PostgreSQL by URL)."""
+
+    url: str = "sqlite:////var/lib/tapeline/index/tapeline.db"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+
+class SiprecConfig(_Section):
+    """`[siprec]`: the SIPREC / fork listener."""
+
+    listen: list[str] = Field(default_factory=lambda: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"])
+    rtp_ports: str = "20000-29999"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, values: list[str]) -> list[str]:
+        for value in values:
+            scheme, sep, rest = value.partition(":")
+            if not sep or scheme not in _LISTEN_SCHEMES:
+                msg = f"{value!r}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT"
+                raise ValueError(msg)
+            _split_host_port(rest)
+        return values
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _check_ports(cls, value: str) -> str:
+        low, sep, high = value.partition("-")
+        if not sep or not low.isdigit() or not high.isdigit():
+            raise ValueError(f"expected LOW-HIGH, got {value!r}")
+        if not MIN_UNPRIVILEGED_PORT <= int(low) < int(high) <= MAX_PORT:
+            raise ValueError(f"{value!r}: need 1024 <= LOW < HIGH <= 65535")
+        return value
+
+    @property
+    def rtp_port_range(self) -> tuple[int, int]:
+        """The inclusive RTP port range."""
+        low, _, high = self.rtp_ports.partition("-")
+        return int(low), int(high)
+
+
+class TapConfig(_Section):
+    """`[tap]`: passive capture from mirror ports."""
+
+    interfaces: list[str] = Field(default_factory=list)
+    filter: str = "udp or tcp port 5060"
+
+
+class WhatsappConfig(_Section):
+    """`[whatsapp]`: the webhook listener and the Graph API."""
+
+    listen: str | None = None
+    app_secret_file: Path | None = None
+    verify_token_file: Path | None = None
+    access_token_file: Path | None = None
+    graph_base_url: str = "https://graph.facebook.com/v21.0"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            _split_host_port(value)
+        return value
+
+
+class MqttConfig(_Section):
+    """`[mqtt]`: the monitoring broker (events are kept in the outbox while it is away)."""
+
+    url: str | None = None
+    password_file: Path | None = None
+    include_parties: bool = False
+    stats_interval: float = Field(default=30.0, gt=0)
+
+
+class WebConfig(_Section):
+    """`[web]`: the compliance page."""
+
+    listen: str = "0.0.0.0:8443"  # the page is meant to be reached from the LAN
+    tls_cert_file: Path = Path("/etc/tapeline/tls/web.crt")
+    tls_key_file: Path = Path("/etc/tapeline/tls/web.key")
+    tls: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _split_host_port(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the page listens on."""
+        return _split_host_port(self.listen)
+
+
+class RetentionConfig(_Section):
+    """`[retention]`: the class given to records no policy matches."""
+
+    default_class: str = "finra-4511"
+
+
+class AlarmsConfig(_Section):
+    """`[alarms]`: thresholds."""
+
+    disk_free_warn_bytes: int = Field(default=5 << 30, ge=0)
+
+
+class Line(_Section):
+    """A recorded employee endpoint (`[[lines]]`)."""
+
+    number: str = Field(pattern=r"^\+[1-9][0-9]{4,14}$")
+    owner: str
+    team: str = ""
+    region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    extensions: list[str] = Field(default_factory=list)
+    whatsapp_phone_number_id: str | None = None
+    regulated: bool = True
+    since: date | None = None
+
+
+class Trunk(_Section):
+    """A SIPREC or fork source (`[[trunks]]`)."""
+
+    name: str
+    match: list[str]
+    mode: Literal["strict", "lenient", "nbr"] = "lenient"
+    region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+    @field_validator("match")
+    @classmethod
+    def _check_match(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value.startswith("cert:"):
+                continue
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is neither a network nor cert:NAME") from exc
+        return values
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    siprec: SiprecConfig = Field(default_factory=SiprecConfig)
+    tap: TapConfig = Field(default_factory=TapConfig)
+    whatsapp: WhatsappConfig = Field(default_factory=WhatsappConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    lines: list[Line] = Field(default_factory=list)
+    trunks: list[Trunk] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> Config:
+        seen: set[str] = set()
+        for line in self.lines:
+            if line.number in seen:
+                raise ValueError(f"line {line.number} is listed twice")
+            seen.add(line.number)
+        return self
+
+
+def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """Collect `TAPELINE_<SECTION>__<KEY>` (and `TAPELINE_LINES`/`TAPELINE_TRUNKS`) overrides."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "TAPELINE_CONFIG":
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = out
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_config(data: dict[str, Any], *, source: str) -> Config:
+    """Validate a parsed TOML mapping.
+
+    Raises:
+        ConfigError: naming `source`, the first bad key and the reason.
+    """
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        raise ConfigError(source, key, reason) from exc
+
+
+def load_config(
+    path: Path | None = None, *, environ: dict[str, str] | os._Environ[str] | None = None
+) -> Config:
+    """Read, merge with environment overrides and validate the configuration file.
+
+    Raises:
+        ConfigError: when the file is missing or unreadable, is not TOML, or a key is wrong.
+    """
+    env = os.environ if environ is None else environ
+    path = path or Path(env.get("TAPELINE_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), "", "file not found") from exc
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from exc
+    return parse_config(_merge(data, _env_overrides(env)), source=str(path))
+
+
+def resolve_secret_path(path: Path, *, environ: dict[str, str] | None = None) -> Path:
+    """Find a secret file: relative names are looked up in `$CREDENTIALS_DIRECTORY` first."""
+    env = os.environ if environ is None else environ
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        candidate = Path(creds) / path
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def read_secret(path: Path, *, key: str, source: str = "config") -> str:
+    """Read a one-line secret from a file; the value itself never appears in errors or logs.
+
+    Raises:
+        ConfigError: when the file cannot be read or is empty.
+    """
+    real = resolve_secret_path(path)
+    try:
+        value = real.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(source, key, f"cannot read secret file {real}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(source, key, f"secret file {real} is empty")
+    return value
