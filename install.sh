@@ -16,7 +16,7 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 APP=tapeline
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Debian's interpreter: readable by the service user (a Python under /root is not).
-PYTHON="${TAPELINE_PYTHON:-/usr/bin/python3}"
+PYTHON=/usr/bin/python3
 ROOT=""
 START=1
 UNITS=("$APP-recorder.service" "$APP-web.service")
@@ -30,13 +30,12 @@ note() { echo "    $*"; }
 
 usage() {
     cat <<EOF
-usage: $0 [--root DIR] [--no-start]
+usage: $0 [--root DIR] [--no-start] [--python PATH]
 
-  --root DIR   install into DIR instead of / (no host changes, no services started)
-  --no-start   install but do not enable, start or restart the systemd units
-  -h, --help   this text
-
-Environment: TAPELINE_PYTHON (default /usr/bin/python3) is the interpreter for the venv.
+  --root DIR      install into DIR instead of / (no host changes, no services started)
+  --no-start      install but do not enable, start or restart the systemd units
+  --python PATH   interpreter for the venv (default /usr/bin/python3, Debian's; >= 3.11)
+  -h, --help      this text
 EOF
 }
 
@@ -54,6 +53,11 @@ while (($#)); do
     --no-start)
         START=0
         shift
+        ;;
+    --python)
+        (($# >= 2)) || die "--python needs a path"
+        PYTHON="$2"
+        shift 2
         ;;
     -h | --help)
         usage
@@ -256,9 +260,12 @@ if [[ -d $WHEELHOUSE ]]; then
     mapfile -d '' -t SRC_FILES < <(cd "$HERE" && find wheelhouse -type f -print0 | LC_ALL=C sort -z)
 else
     SOURCE_KIND="source"
-    mapfile -d '' -t SRC_FILES < <(cd "$HERE" && find pyproject.toml setup.cfg setup.py MANIFEST.in \
-        README.md LICENSE LICENSE.txt src -type f \
-        ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 2>/dev/null |
+    tops=()
+    for f in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE LICENSE.txt src; do
+        [[ ! -e $HERE/$f ]] || tops+=("$f")
+    done
+    mapfile -d '' -t SRC_FILES < <(cd "$HERE" && find "${tops[@]}" -type f \
+        ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 |
         LC_ALL=C sort -z)
 fi
 ((${#SRC_FILES[@]})) || die "nothing to install from $HERE"
@@ -335,7 +342,13 @@ done
 
 info "tapeline check-config"
 rc=0
-tapeline_cmd "$ACTIVE_VENV" check-config -c "$ETC/$APP.toml" || rc=$?
+if [[ -z $ROOT ]] && command -v runuser >/dev/null; then
+    # As the service user: proves it can read the config and keys, and leaves nothing root-owned.
+    runuser -u "$APP" -- "$ACTIVE_VENV/bin/python" "$ACTIVE_VENV/bin/$APP" \
+        check-config -c "$ETC/$APP.toml" || rc=$?
+else
+    tapeline_cmd "$ACTIVE_VENV" check-config -c "$ETC/$APP.toml" || rc=$?
+fi
 if ((rc != 0)); then
     die "${ETC#"$ROOT"}/$APP.toml failed check-config (exit $rc); fix it and re-run (the running version is untouched)"
 fi
