@@ -285,7 +285,7 @@ else
     NEW_VENV=1
     ACTIVE_VENV="$PREFIX/venv.new"
     rm -rf "$PREFIX/venv.new"
-    "$PYTHON" -m venv "$PREFIX/venv.new"
+    "$PYTHON" -m venv --prompt "$APP" "$PREFIX/venv.new"
     PIP=("$PREFIX/venv.new/bin/python" -m pip --disable-pip-version-check --no-input)
     if [[ $SOURCE_KIND == wheelhouse ]]; then
         note "installing from the offline wheelhouse"

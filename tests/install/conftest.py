@@ -39,6 +39,8 @@ def _skip_reason() -> str | None:
             return f"{tool} not installed"
     if not (REPO / "pyproject.toml").is_file():
         return "no pyproject.toml at the repository root"
+    if not (REPO / "config" / "tapeline.toml").is_file():
+        return "no config/tapeline.toml yet: install.sh has no config to install"
     return None
 
 

@@ -220,3 +220,29 @@ def test_sysusers_creates_the_account_in_an_empty_root(tmp_path: Path) -> None:
     assert fields[6] == "/usr/sbin/nologin"
     group = (tmp_path / "etc" / "group").read_text(encoding="utf-8")
     assert any(line.startswith(f"tapeline:x:{fields[3]}:") for line in group.splitlines())
+
+
+def test_changed_sources_rebuild_the_venv_and_swap_it_in(installed_root: InstalledRoot) -> None:
+    stamp = installed_root.host_path("/opt/tapeline/.install-stamp")
+    real = stamp.read_text(encoding="utf-8")
+    key = installed_root.host_path("/etc/tapeline/keys/archive.key").read_bytes()
+    old_python = (installed_root.venv / "pyvenv.cfg").stat().st_ino
+    stamp.write_text(real.replace("source=", "source=older-"), encoding="utf-8")
+    result = run_install(installed_root.path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "new venv swapped in" in result.stdout
+    assert stamp.read_text(encoding="utf-8") == real
+    assert (installed_root.venv / "pyvenv.cfg").stat().st_ino != old_python
+    assert not installed_root.host_path("/opt/tapeline/venv.new").exists()
+    assert not installed_root.host_path("/opt/tapeline/venv.old").exists()
+    script = (installed_root.venv / "bin" / "tapeline").read_text(encoding="utf-8")
+    assert script.startswith(f"#!{installed_root.venv}/bin/python")
+    assert "venv.new" not in (installed_root.venv / "bin" / "activate").read_text(encoding="utf-8")
+    version = subprocess.run(
+        [str(installed_root.venv / "bin" / "tapeline"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert version.returncode == 0, version.stderr
+    assert installed_root.host_path("/etc/tapeline/keys/archive.key").read_bytes() == key
