@@ -63,6 +63,7 @@ class InstalledRoot:
     first_run: subprocess.CompletedProcess[str]
     uid: int
     gid: int
+    source_entries_before: frozenset[str]
 
     def host_path(self, path: str) -> Path:
         """Map an absolute appliance path (`/etc/tapeline/...`) into the scratch root."""
@@ -130,6 +131,13 @@ def venv_listing(venv: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
+def source_entries() -> frozenset[str]:
+    """Top-level names in the repository and in src/ (a build would add build/, *.egg-info)."""
+    return frozenset(
+        [p.name for p in REPO.iterdir()] + [f"src/{p.name}" for p in (REPO / "src").iterdir()]
+    )
+
+
 @pytest.fixture(scope="session")
 def host_user() -> HostUser:
     """The host's `tapeline` system user, created from the shipped sysusers.d file."""
@@ -166,11 +174,18 @@ def installed_root(host_user: HostUser) -> Iterator[InstalledRoot]:
     try:
         path.chmod(0o755)
         _seed_accounts(path)
+        before = source_entries()
         started = time.monotonic()
         result = run_install(path)
         elapsed = time.monotonic() - started
         assert result.returncode == 0, f"install.sh failed:\n{result.stdout}\n{result.stderr}"
         print(f"install.sh --root took {elapsed:.1f} s")  # noqa: T201 - shown with -s
-        yield InstalledRoot(path=path, first_run=result, uid=host_user.uid, gid=host_user.gid)
+        yield InstalledRoot(
+            path=path,
+            first_run=result,
+            uid=host_user.uid,
+            gid=host_user.gid,
+            source_entries_before=before,
+        )
     finally:
         shutil.rmtree(path, ignore_errors=True)
