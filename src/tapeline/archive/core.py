@@ -1,0 +1,67 @@
+"""The archive as one object: config, index, vault and signing key, built from the config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tapeline.archive.crypto import load_archive_key, load_signing_key
+from tapeline.archive.db import Index
+from tapeline.archive.objects import LocalObjectStore
+from tapeline.archive.retention import BUILTIN_CLASSES
+from tapeline.archive.vault import Vault
+from tapeline.config import Config
+from tapeline.errors import ConfigError
+
+
+@dataclass(slots=True)
+class Archive:
+    """Everything that reads or writes records."""
+
+    config: Config
+    index: Index
+    vault: Vault
+    signing_key: Ed25519PrivateKey
+
+    @property
+    def node_id(self) -> str:
+        """This node's id (`node.id`)."""
+        return self.config.node.id
+
+    @property
+    def storage_mode(self) -> str:
+        """`audit-trail` for a local disk; never called WORM."""
+        return self.vault.store.mode
+
+    @classmethod
+    def open(cls, config: Config, *, migrate: bool = True) -> Archive:
+        """Open keys, object store and index as configured.
+
+        Raises:
+            StorageError: a key file or the index cannot be used.
+            ConfigError: the default retention class is unknown.
+        """
+        check_semantics(config)
+        archive_key = load_archive_key(config.storage.key_file)
+        signing_key = load_signing_key(config.node.signing_key_file)
+        store = LocalObjectStore(config.storage.path, min_free_bytes=config.storage.min_free_bytes)
+        index = Index.open(config.database.url, run_migrations=migrate)
+        return cls(
+            config=config, index=index, vault=Vault(store, archive_key), signing_key=signing_key
+        )
+
+    def close(self) -> None:
+        """Release the index connections."""
+        self.index.dispose()
+
+
+def check_semantics(config: Config, *, source: str = "config") -> None:
+    """Checks that need more than one key or the archive's own tables.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    if config.retention.default_class not in BUILTIN_CLASSES:
+        known = ", ".join(sorted(BUILTIN_CLASSES))
+        raise ConfigError(source, "retention.default_class", f"unknown class (known: {known})")

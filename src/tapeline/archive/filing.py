@@ -1,0 +1,472 @@
+"""The one filing path: every capture path (SIPREC, tap, WhatsApp, import, synthetic) ends here.
+
+Order matters (DESIGN §4 step 6): content is sealed, stored, read back and checked first; then a
+manifest object (the record's JSON and its objects' wrapped keys) is stored the same way; only then
+one index transaction writes the interaction, its parts, the audit entry and the outbox events.
+If that transaction fails, the objects just written are removed again (they were never a record),
+and the caller's journal is kept, so the capture can be filed again later.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tapeline.archive import audit
+from tapeline.archive.core import Archive
+from tapeline.archive.ids import new_id
+from tapeline.archive.models import (
+    CaptureGap,
+    Counterparty,
+    CounterpartyIdentifier,
+    Interaction,
+    MediaObject,
+    Message,
+    Participant,
+    Recording,
+    StoredObject,
+    Stream,
+    utcnow,
+)
+from tapeline.archive.parties import identifier_for
+from tapeline.archive.records import to_record
+from tapeline.archive.retention import decide
+from tapeline.archive.vault import SealedRef
+from tapeline.errors import StorageError, TapelineError
+from tapeline.events.envelope import EventType
+from tapeline.events.outbox import emit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartyIn:
+    """A participant as signalled."""
+
+    role: str
+    identifier: str
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamIn:
+    """One media stream and its quality figures."""
+
+    label: str | None
+    ssrc: int | None = None
+    codec: str | None = None
+    channel: int | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingIn:
+    """Encoded audio of a call (FLAC or Ogg/Opus), stereo: channel 0 = the recorded line."""
+
+    data: bytes
+    format: str
+    sample_rate: int
+    channels: int
+    duration_ms: int
+    channel_map: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageIn:
+    """A WhatsApp message's content."""
+
+    wamid: str | None
+    type: str
+    text: str | None = None
+    status: str | None = None
+    status_at: datetime | None = None
+    errors: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaIn:
+    """A media attachment (bytes when fetched, None when the fetch failed)."""
+
+    data: bytes | None
+    media_id: str | None = None
+    mime_type: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GapIn:
+    """A span without media."""
+
+    start_ms: int
+    end_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentIn:
+    """Other content kept with the record (raw rs-metadata, the raw webhook body...)."""
+
+    kind: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewInteraction:
+    """Everything a capture path knows about one interaction when it is finished."""
+
+    channel: str
+    kind: str
+    direction: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    source_path: str
+    line_number: str | None = None
+    counterparty: str | None = None
+    counterparty_name: str | None = None
+    participants: list[PartyIn] = field(default_factory=list)
+    streams: list[StreamIn] = field(default_factory=list)
+    recording: RecordingIn | None = None
+    message: MessageIn | None = None
+    media: list[MediaIn] = field(default_factory=list)
+    attachments: list[AttachmentIn] = field(default_factory=list)
+    outcome: str | None = None
+    incomplete: bool = False
+    gaps: list[GapIn] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    sip_call_id: str | None = None
+    retention_class: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Stored:
+    kind: str
+    media_type: str
+    ref: SealedRef
+
+
+def _counterparty_id(session: Session, identifier: str, name: str | None) -> int:
+    existing = session.execute(
+        select(CounterpartyIdentifier.counterparty_id).where(
+            CounterpartyIdentifier.identifier == identifier
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    person = Counterparty(display_name=name, created_at=utcnow())
+    session.add(person)
+    session.flush()
+    session.add(CounterpartyIdentifier(identifier=identifier, counterparty_id=person.id))
+    return person.id
+
+
+def link_identifier(session: Session, counterparty_id: int, identifier: str) -> None:
+    """Record that another identifier (a second number, a BSUID) belongs to the same person."""
+    if session.get(CounterpartyIdentifier, identifier) is None:
+        session.add(CounterpartyIdentifier(identifier=identifier, counterparty_id=counterparty_id))
+
+
+class Filer:
+    """Files finished interactions into the archive."""
+
+    def __init__(self, archive: Archive, *, component: str = "recorder") -> None:
+        self._archive = archive
+        self._actor = audit.Actor.system(component)
+
+    def _store_all(self, new: NewInteraction) -> list[_Stored]:
+        vault = self._archive.vault
+        stored: list[_Stored] = []
+        try:
+            if new.recording is not None:
+                media_type = "audio/flac" if new.recording.format == "flac" else "audio/ogg"
+                stored.append(
+                    _Stored("recording", media_type, vault.store_bytes(new.recording.data))
+                )
+            for media in new.media:
+                if media.data is not None:
+                    kind_type = media.mime_type or "application/octet-stream"
+                    stored.append(_Stored("media", kind_type, vault.store_bytes(media.data)))
+            for extra in new.attachments:
+                stored.append(  # noqa: PERF401  # a loop keeps what was stored if one fails
+                    _Stored(extra.kind, extra.media_type, vault.store_bytes(extra.data))
+                )
+        except TapelineError:
+            self._discard(stored)
+            raise
+        return stored
+
+    def _discard(self, stored: list[_Stored]) -> None:
+        for item in stored:
+            try:
+                self._archive.vault.store.delete(item.ref.object_id)
+            except (OSError, StorageError):
+                log.exception("could not remove unfiled object %s", item.ref.object_id)
+
+    def file(
+        self, new: NewInteraction, *, events: list[tuple[EventType, dict[str, Any]]] | None = None
+    ) -> str:
+        """File one interaction; returns its id.
+
+        Raises:
+            StorageError: storing or indexing failed; nothing was filed (DiskFull when full).
+        """
+        stored = self._store_all(new)
+        interaction_id = new_id()
+        try:
+            with self._archive.index.write() as session:
+                record = self._index(session, interaction_id, new, stored)
+                manifest = self._manifest(record, stored)
+                stored.append(manifest)
+                self._add_object(session, interaction_id, manifest)
+                session.get_one(
+                    Interaction, interaction_id
+                ).manifest_object_id = manifest.ref.object_id
+                audit.append(
+                    session,
+                    node_id=self._archive.node_id,
+                    actor=self._actor,
+                    action="record.filed",
+                    object_type="interaction",
+                    object_id=interaction_id,
+                    details={
+                        "kind": new.kind,
+                        "channel": new.channel,
+                        "objects": [s.ref.object_id for s in stored],
+                        "sha256": {s.ref.object_id: s.ref.sha256 for s in stored},
+                    },
+                )
+                self._emit(session, interaction_id, new, record, events or [])
+        except TapelineError:
+            self._discard(stored)
+            raise
+        return interaction_id
+
+    def _manifest(self, record: dict[str, Any], stored: list[_Stored]) -> _Stored:
+        body = {
+            "schema": "tapeline.manifest/1",
+            "record": record,
+            "objects": [
+                {
+                    "object_id": s.ref.object_id,
+                    "kind": s.kind,
+                    "media_type": s.media_type,
+                    "sha256": s.ref.sha256,
+                    "size": s.ref.size,
+                    "key_id": s.ref.key_id,
+                    "wrapped_key": base64.b64encode(s.ref.wrapped_key).decode(),
+                }
+                for s in stored
+            ],
+        }
+        data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return _Stored("manifest", "application/json", self._archive.vault.store_self_keyed(data))
+
+    def _add_object(self, session: Session, interaction_id: str, item: _Stored) -> None:
+        session.add(
+            StoredObject(
+                id=item.ref.object_id,
+                interaction_id=interaction_id,
+                kind=item.kind,
+                media_type=item.media_type,
+                sha256=item.ref.sha256,
+                size=item.ref.size,
+                wrapped_key=item.ref.wrapped_key,
+                key_id=item.ref.key_id,
+                created_at=utcnow(),
+                purged_at=None,
+            )
+        )
+
+    def _index(
+        self, session: Session, interaction_id: str, new: NewInteraction, stored: list[_Stored]
+    ) -> dict[str, Any]:
+        config = self._archive.config
+        region = config.node.default_region
+        line = next((ln for ln in config.lines if ln.number == new.line_number), None)
+        decision = decide(
+            new.started_at,
+            default_class=config.retention.default_class,
+            requested=new.retention_class,
+        )
+        person_id = None
+        person_ident = None
+        if new.counterparty:
+            person_ident = identifier_for(
+                new.counterparty, line.region or region if line else region
+            )
+            person_id = _counterparty_id(session, person_ident, new.counterparty_name)
+        duration = None
+        if new.ended_at is not None:
+            duration = int((new.ended_at - new.started_at).total_seconds() * 1000)
+        details = dict(new.details)
+        details["retention_trace"] = decision.trace
+        if new.counterparty_name:
+            details["counterparty_name"] = new.counterparty_name
+        session.add(
+            Interaction(
+                id=interaction_id,
+                channel=new.channel,
+                kind=new.kind,
+                direction=new.direction,
+                started_at=new.started_at,
+                ended_at=new.ended_at,
+                duration_ms=duration,
+                line_number=new.line_number,
+                line_owner=line.owner if line else None,
+                line_team=line.team if line else None,
+                counterparty_id=person_id,
+                counterparty_identifier=person_ident,
+                outcome=new.outcome,
+                incomplete=new.incomplete,
+                gaps=[],
+                tags=list(new.tags),
+                review_flag=None,
+                retention_class=decision.retention_class,
+                retain_until=decision.retain_until,
+                source_path=new.source_path,
+                source_node=self._archive.node_id,
+                sip_call_id=new.sip_call_id,
+                manifest_object_id=None,
+                filed_at=utcnow(),
+                details=details,
+            )
+        )
+        session.flush()
+        for item in stored:
+            self._add_object(session, interaction_id, item)
+        session.flush()
+        self._index_parts(session, interaction_id, new, stored, region)
+        session.flush()
+        return to_record(session, session.get_one(Interaction, interaction_id))
+
+    def _index_parts(
+        self,
+        session: Session,
+        interaction_id: str,
+        new: NewInteraction,
+        stored: list[_Stored],
+        region: str,
+    ) -> None:
+        for party in new.participants:
+            session.add(
+                Participant(
+                    interaction_id=interaction_id,
+                    role=party.role,
+                    identifier=identifier_for(party.identifier, region),
+                    display_name=party.display_name,
+                )
+            )
+        for stream in new.streams:
+            session.add(
+                Stream(
+                    interaction_id=interaction_id,
+                    label=stream.label,
+                    ssrc=stream.ssrc,
+                    codec=stream.codec,
+                    channel=stream.channel,
+                    quality=stream.quality,
+                )
+            )
+        for gap in new.gaps:
+            session.add(
+                CaptureGap(
+                    interaction_id=interaction_id,
+                    start_ms=gap.start_ms,
+                    end_ms=gap.end_ms,
+                    reason=gap.reason,
+                )
+            )
+        by_kind = iter([s for s in stored if s.kind == "media"])
+        if new.recording is not None:
+            rec = next(s for s in stored if s.kind == "recording")
+            session.add(
+                Recording(
+                    interaction_id=interaction_id,
+                    object_id=rec.ref.object_id,
+                    format=new.recording.format,
+                    sample_rate=new.recording.sample_rate,
+                    channels=new.recording.channels,
+                    duration_ms=new.recording.duration_ms,
+                    channel_map=new.recording.channel_map,
+                )
+            )
+        if new.message is not None:
+            msg = new.message
+            session.add(
+                Message(
+                    interaction_id=interaction_id,
+                    wamid=msg.wamid,
+                    type=msg.type,
+                    text=msg.text,
+                    status=msg.status,
+                    status_at=msg.status_at,
+                    errors=msg.errors,
+                )
+            )
+        for media in new.media:
+            obj = next(by_kind) if media.data is not None else None
+            session.add(
+                MediaObject(
+                    interaction_id=interaction_id,
+                    object_id=obj.ref.object_id if obj else None,
+                    media_id=media.media_id,
+                    mime_type=media.mime_type,
+                    sha256=obj.ref.sha256 if obj else media.sha256,
+                    state="stored" if obj else "failed",
+                )
+            )
+
+    def _emit(
+        self,
+        session: Session,
+        interaction_id: str,
+        new: NewInteraction,
+        record: dict[str, Any],
+        extra: list[tuple[EventType, dict[str, Any]]],
+    ) -> None:
+        node = self._archive.node_id
+        parties = {"line": record["line"], "counterparty": record["counterparty"]}
+        base = {"interaction_id": interaction_id, "channel": new.channel, "kind": new.kind}
+        if new.kind == "capture_failure":
+            emit(
+                session,
+                node_id=node,
+                type_=EventType.RECORDING_FAILED,
+                data={**base, "reason": new.outcome},
+                parties=parties,
+            )
+        elif new.recording is not None:
+            emit(
+                session,
+                node_id=node,
+                type_=EventType.RECORDING_STORED,
+                data={
+                    **base,
+                    "duration_ms": new.recording.duration_ms,
+                    "incomplete": new.incomplete,
+                },
+                parties=parties,
+            )
+        elif new.message is not None:
+            type_ = (
+                EventType.MESSAGE_SENT
+                if new.direction == "outbound"
+                else EventType.MESSAGE_RECEIVED
+            )
+            emit(
+                session,
+                node_id=node,
+                type_=type_,
+                data={**base, "message_type": new.message.type},
+                parties=parties,
+            )
+        for type_, data in extra:
+            emit(session, node_id=node, type_=type_, data={**base, **data}, parties=parties)

@@ -1,0 +1,475 @@
+"""`tapeline`: argument parsing, and one thin call per subcommand into the modules that do the work.
+
+Exit codes follow sysexits(3): 78 bad config, 77 not allowed, 66 no such record, 74 storage
+trouble, 1 a check that found problems (verify), 0 success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TextIO
+
+from tapeline import __version__
+from tapeline.archive.audit import Actor
+from tapeline.archive.core import Archive
+from tapeline.config import DEFAULT_CONFIG_PATH, EX_CONFIG, Config, load_config
+from tapeline.errors import AccessDenied, ConfigError, NotFound, StorageError, TapelineError
+
+EX_NOINPUT = 66
+EX_IOERR = 74
+EX_NOPERM = 77
+EX_USAGE = 64
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _out() -> TextIO:
+    return sys.stdout
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"tapeline: {message}\n")
+
+
+def _time_arg(value: str, *, end: bool = False) -> datetime:
+    """RFC 3339 time (with offset) or a date; a date as --until means the end of that day."""
+    try:
+        if "T" not in value and " " not in value:
+            day = date.fromisoformat(value)
+            return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time or date: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"time needs a UTC offset (e.g. Z): {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config))
+
+
+def _open_archive(args: argparse.Namespace) -> Archive:
+    from tapeline.privileges import drop_to_service_user  # noqa: PLC0415
+
+    config = _config(args)
+    drop_to_service_user(config.storage.path.parent)
+    return Archive.open(config)
+
+
+def _read_password(file: str | None, *, prompt: str, confirm: bool = False) -> str:
+    if file:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise TapelineError("the two passwords differ")
+    return first
+
+
+def _actor(args: argparse.Namespace, archive: Archive) -> Actor:
+    """The account named by --as, authenticated with its password (and TOTP)."""
+    from tapeline.archive.users import authenticate  # noqa: PLC0415
+
+    if not getattr(args, "as_user", None):
+        unix = os.environ.get("SUDO_USER") or getpass.getuser()
+        return Actor(name=f"local:{unix}", roles=("system",))
+    password = _read_password(args.password_file, prompt=f"password for {args.as_user}: ")
+    return authenticate(archive, name=args.as_user, password=password, code=args.totp)
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file."""
+    from tapeline.archive.core import check_semantics  # noqa: PLC0415
+
+    config = _config(args)
+    check_semantics(config, source=str(args.config))
+    _out().write(f"{args.config}: ok (node {config.node.id}, {len(config.lines)} lines)\n")
+    return 0
+
+
+def cmd_key_generate(args: argparse.Namespace) -> int:
+    """Create missing key and certificate files (install, demo)."""
+    from tapeline.demo import ensure_keys  # noqa: PLC0415
+
+    config = _config(args)
+    ensure_keys(config)
+    for path in (
+        config.storage.key_file,
+        config.node.signing_key_file,
+        config.web.tls_cert_file,
+        config.web.tls_key_file,
+    ):
+        _out().write(f"{path}: present\n")
+    return 0
+
+
+def cmd_key_export(args: argparse.Namespace) -> int:
+    """Write both keys encrypted with a passphrase."""
+    from tapeline.archive.keyexport import export_keys  # noqa: PLC0415
+
+    config = _config(args)
+    passphrase = _read_password(args.passphrase_file, prompt="export passphrase: ", confirm=True)
+    data = export_keys(config.storage.key_file, config.node.signing_key_file, passphrase)
+    out = Path(args.out)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    _out().write(f"keys exported to {out}; keep it and its passphrase apart, off this box\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Node id, version, storage mode, public signing key."""
+    from tapeline.archive.crypto import public_key_text  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    info = {
+        "node_id": archive.node_id,
+        "version": __version__,
+        "storage_mode": archive.storage_mode,
+        "signing_public_key": public_key_text(archive.signing_key),
+        "archive_key_id": archive.vault.archive_key.key_id,
+        "database": archive.index.engine.url.render_as_string(hide_password=True),
+    }
+    archive.close()
+    if args.json:
+        _out().write(json.dumps(info) + "\n")
+    else:
+        for key, value in info.items():
+            _out().write(f"{key}: {value}\n")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Search and print one JSON object per line."""
+    from tapeline.archive.reading import find  # noqa: PLC0415
+    from tapeline.archive.records import Filters  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        filters = Filters(
+            party=args.party,
+            line=args.line,
+            team=args.team,
+            channel=args.channel,
+            kind=args.kind,
+            since=args.since,
+            until=args.until,
+            include_hidden=args.all,
+            limit=args.limit,
+        )
+        records = find(archive, actor, filters)
+    finally:
+        archive.close()
+    out = _out()
+    for record in records:
+        if args.json:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+        else:
+            party = (record["counterparty"] or {}).get("identifier", "")
+            owner = (record["line"] or {}).get("owner", "")
+            out.write(
+                f"{record['id']}  {record['started_at']}  {record['channel']:8} "
+                f"{record['kind']:16} {owner:20} {party}\n"
+            )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one record; with --audio write its decrypted recording."""
+    from tapeline.archive.reading import show  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.audio and not args.as_user:
+            raise AccessDenied("--audio reads content: name an account with --as")
+        actor = _actor(args, archive)
+        record, data = show(archive, actor, args.id, audio=bool(args.audio))
+    finally:
+        archive.close()
+    _out().write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if args.audio and data is not None:
+        Path(args.audio).write_bytes(data)
+        sys.stderr.write(f"recording written to {args.audio}\n")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Re-hash every object, walk the audit chain."""
+    from tapeline.archive.verify import verify_archive  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        report = verify_archive(archive)
+    finally:
+        archive.close()
+    out = _out()
+    out.write(f"objects checked: {report.objects_checked}\n")
+    out.write(f"audit entries checked: {report.audit_entries_checked}\n")
+    if report.ok:
+        out.write("archive ok\n")
+        return 0
+    out.write(f"FIRST PROBLEM: {report.problems[0]}\n")
+    for problem in report.problems[1:]:
+        out.write(f"also: {problem}\n")
+    return 1
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """Create an account."""
+    from tapeline.archive.totp import secret_base32  # noqa: PLC0415
+    from tapeline.archive.users import add_user  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        password = _read_password(
+            args.password_file, prompt=f"new password for {args.name}: ", confirm=True
+        )
+        secret = add_user(
+            archive,
+            name=args.name,
+            roles=args.role,
+            teams=args.team or [],
+            password=password,
+            by=actor,
+            with_totp=args.totp_enroll,
+        )
+    finally:
+        archive.close()
+    _out().write(f"account {args.name} added with roles {', '.join(sorted(set(args.role)))}\n")
+    if secret:
+        _out().write(f"TOTP secret (enter it in an authenticator app): {secret_base32(secret)}\n")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    """Change a password."""
+    from tapeline.archive.users import set_password  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        password = _read_password(
+            args.new_password_file, prompt=f"new password for {args.name}: ", confirm=True
+        )
+        set_password(archive, name=args.name, password=password, by=actor)
+    finally:
+        archive.close()
+    _out().write(f"password of {args.name} changed\n")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    """List accounts."""
+    from tapeline.archive.users import list_users  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        users = list_users(archive)
+    finally:
+        archive.close()
+    for user in users:
+        line = {
+            "name": user.name,
+            "roles": user.roles,
+            "teams": user.teams,
+            "totp": user.totp,
+            "disabled": user.disabled,
+        }
+        _out().write(json.dumps(line) + "\n")
+    return 0
+
+
+def cmd_recorder(args: argparse.Namespace) -> int:
+    """Run the recorder."""
+    from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
+    from tapeline.daemon.recorder import Recorder  # noqa: PLC0415
+    from tapeline.daemon.services import build_services  # noqa: PLC0415
+    from tapeline.eventloop import run_async  # noqa: PLC0415
+
+    setup_logging()
+    config = _config(args)
+    recorder = Recorder(config, config_path=Path(args.config), services=build_services(config))
+    run_async(recorder.run())
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Run the web page."""
+    from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
+    from tapeline.eventloop import run_async  # noqa: PLC0415
+    from tapeline.web.server import serve_web  # noqa: PLC0415
+
+    setup_logging()
+    config = _config(args)
+    for path in (config.web.tls_cert_file, config.web.tls_key_file):
+        if config.web.tls and not path.exists():
+            raise ConfigError(str(args.config), "web.tls_cert_file", f"{path} does not exist")
+    archive = Archive.open(config, migrate=False)
+    try:
+        run_async(serve_web(archive))
+    finally:
+        archive.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run everything in one process on embedded defaults."""
+    from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
+    from tapeline.demo import DemoPorts, main  # noqa: PLC0415
+
+    setup_logging("WARNING")
+    return main(
+        Path(args.data_dir),
+        DemoPorts(web=args.web_port, status=args.status_port, sip=args.sip_port),
+    )
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=str(DEFAULT_CONFIG_PATH),
+        help=f"config file (default {DEFAULT_CONFIG_PATH})",
+    )
+
+
+def _add_actor(parser: argparse.ArgumentParser, *, auth_flag: str = "--password-file") -> None:
+    parser.add_argument("--as", dest="as_user", metavar="USER", help="act as this account")
+    parser.add_argument(
+        auth_flag, dest="password_file", help="read the --as account's password from a file"
+    )
+    parser.add_argument("--totp", help="the --as account's current TOTP code")
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI in one view
+    """The whole command line."""
+    parser = argparse.ArgumentParser(prog="tapeline", description="Tapeline recording appliance")
+    parser.add_argument("--version", action="version", version=f"tapeline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    _add_config(add("recorder", cmd_recorder, "run the recorder (systemd unit)"))
+    _add_config(add("web", cmd_web, "run the web page (systemd unit)"))
+    demo = add("demo", cmd_demo, "run recorder and web in one process on embedded defaults")
+    demo.add_argument("--data-dir", default="./tapeline-data")
+    demo.add_argument("--web-port", type=int, default=8443)
+    demo.add_argument("--status-port", type=int, default=9780)
+    demo.add_argument("--sip-port", type=int, default=5060)
+    _add_config(add("check-config", cmd_check_config, "validate a config file (exit 78 if bad)"))
+    info = add("info", cmd_info, "node id, version, storage mode, public signing key")
+    _add_config(info)
+    info.add_argument("--json", action="store_true")
+
+    query = add("query", cmd_query, "search interactions")
+    _add_config(query)
+    _add_actor(query)
+    query.add_argument("--party", help="a number, BSUID or URI of the other party")
+    query.add_argument("--line", help="a recorded line number or its owner")
+    query.add_argument("--team")
+    query.add_argument("--channel", choices=["voice", "whatsapp"])
+    query.add_argument(
+        "--kind", choices=["call", "message", "whatsapp_call", "orphan_stream", "capture_failure"]
+    )
+    query.add_argument("--since", type=_time_arg, help="RFC 3339 time or date")
+    query.add_argument(
+        "--until", type=lambda v: _time_arg(v, end=True), help="RFC 3339 time or date"
+    )
+    query.add_argument("--all", action="store_true", help="include hidden (selftest) records")
+    query.add_argument("--limit", type=int)
+    query.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = add("show", cmd_show, "print one interaction; --audio writes its recording")
+    _add_config(show)
+    _add_actor(show)
+    show.add_argument("id")
+    show.add_argument("--audio", metavar="OUT")
+
+    _add_config(add("verify", cmd_verify, "re-hash every object and walk the audit chain"))
+
+    key = add("key", lambda _a: EX_USAGE, "appliance keys")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    generate = key_sub.add_parser("generate", help="create missing key and certificate files")
+    generate.set_defaults(handler=cmd_key_generate)
+    _add_config(generate)
+    export = key_sub.add_parser("export", help="write both keys encrypted with a passphrase")
+    export.set_defaults(handler=cmd_key_export)
+    _add_config(export)
+    export.add_argument("--out", required=True)
+    export.add_argument("--passphrase-file")
+
+    user = add("user", lambda _a: EX_USAGE, "appliance accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    u_add = user_sub.add_parser("add", help="create an account")
+    u_add.set_defaults(handler=cmd_user_add)
+    _add_config(u_add)
+    _add_actor(u_add, auth_flag="--as-password-file")
+    u_add.add_argument("name")
+    u_add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="admin, records-manager, legal, reviewer, supervisor, auditor, "
+        "export-officer (repeatable)",
+    )
+    u_add.add_argument("--team", action="append", help="team (repeatable; for supervisors)")
+    u_add.add_argument("--password-file", dest="password_file_new", help="the new password")
+    u_add.add_argument("--enroll-totp", dest="totp_enroll", action="store_true")
+    passwd = user_sub.add_parser("passwd", help="change a password")
+    passwd.set_defaults(handler=cmd_user_passwd)
+    _add_config(passwd)
+    _add_actor(passwd, auth_flag="--as-password-file")
+    passwd.add_argument("name")
+    passwd.add_argument("--new-password-file")
+    u_list = user_sub.add_parser("list", help="list accounts")
+    u_list.set_defaults(handler=cmd_user_list)
+    _add_config(u_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  # one exit code per error class
+    """Entry point of the `tapeline` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    except AccessDenied as exc:
+        _err(f"not allowed: {exc}")
+        return EX_NOPERM
+    except NotFound as exc:
+        _err(str(exc))
+        return EX_NOINPUT
+    except StorageError as exc:
+        _err(str(exc))
+        return EX_IOERR
+    except TapelineError as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

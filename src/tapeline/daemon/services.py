@@ -1,0 +1,13 @@
+"""Which services the recorder runs, from the config: one line per capture path or job runner."""
+
+from __future__ import annotations
+
+from tapeline.config import Config
+from tapeline.daemon.recorder import Service
+
+
+def build_services(config: Config) -> list[Service]:
+    """The recorder's services for this config (each is started before READY=1)."""
+    services: list[Service] = []
+    del config  # capture paths add themselves here as they land
+    return services

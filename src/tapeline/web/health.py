@@ -1,0 +1,31 @@
+"""The web process's readiness: the index must answer; objects must be readable."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from tapeline.archive.core import Archive
+
+
+def readiness(archive: Archive, *, details: bool) -> tuple[int, dict[str, Any]]:
+    """HTTP status and health+json body; check details only for logged-in callers."""
+    checks: dict[str, tuple[str, str]] = {}
+    try:
+        with archive.index.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = ("pass", "reachable")
+    except SQLAlchemyError as exc:
+        checks["database"] = ("fail", exc.__class__.__name__)
+    objects = archive.config.storage.path
+    readable = objects.exists() and os.access(objects, os.R_OK | os.X_OK)
+    checks["objects"] = ("pass", "readable") if readable else ("fail", f"{objects} not readable")
+    status = "fail" if any(s == "fail" for s, _ in checks.values()) else "pass"
+    body: dict[str, Any] = {"status": status}
+    if details:
+        body["checks"] = {k: [{"status": s, "output": o}] for k, (s, o) in checks.items()}
+        body["storage_mode"] = archive.storage_mode
+    return (503 if status == "fail" else 200), body
