@@ -169,13 +169,22 @@ def write_config_file(base: Path, database_url: str | None = None) -> Path:
     return path
 
 
-def tapeline(*args: str, check: bool = True, input_: str | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tapeline(
+    *args: str, check: bool = True, input_: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in a subprocess."""
     import sys  # noqa: PLC0415
 
-    result = subprocess.run([sys.executable, "-m", "tapeline.cli", *args], capture_output=True,
-                            text=True, check=False, input=input_, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        input=input_,
+        env=env,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"tapeline {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        raise AssertionError(
+            f"tapeline {' '.join(args)} exited {result.returncode}: {result.stderr}"
+        )
     return result

@@ -30,16 +30,37 @@ def appliance(tmp_path: Path) -> Path:
     tapeline("user", "add", "ada", "--role", "admin", "-c", str(config), "--password-file", str(pw))
     pw2 = tmp_path / "pw-rita"
     pw2.write_text("reviewer password 123\n")
-    tapeline("user", "add", "rita", "--role", "reviewer", "-c", str(config),
-             "--password-file", str(pw2), "--as", "ada", "--as-password-file", str(pw))
+    tapeline(
+        "user",
+        "add",
+        "rita",
+        "--role",
+        "reviewer",
+        "-c",
+        str(config),
+        "--password-file",
+        str(pw2),
+        "--as",
+        "ada",
+        "--as-password-file",
+        str(pw),
+    )
     archive = Archive.open(load_config(config, environ={}))
     try:
-        file_synthetic_call(archive, line="+442071230001", counterparty="+447700900123",
-                            started_at=T0, seconds=2.5)
-        file_synthetic_message(archive, line="+442071230002", counterparty="+447700900123",
-                               started_at=T0.replace(hour=11), text="hello", wamid="wamid.A")
-        file_synthetic_call(archive, line="+442071230002", counterparty="+12025550143",
-                            started_at=T0.replace(day=5))
+        file_synthetic_call(
+            archive, line="+442071230001", counterparty="+447700900123", started_at=T0, seconds=2.5
+        )
+        file_synthetic_message(
+            archive,
+            line="+442071230002",
+            counterparty="+447700900123",
+            started_at=T0.replace(hour=11),
+            text="hello",
+            wamid="wamid.A",
+        )
+        file_synthetic_call(
+            archive, line="+442071230002", counterparty="+12025550143", started_at=T0.replace(day=5)
+        )
     finally:
         archive.close()
     return config
@@ -54,8 +75,9 @@ def test_query_prints_one_schema_valid_json_object_per_line(appliance: Path) -> 
     assert {r["channel"] for r in records} == {"voice", "whatsapp"}
     since = tapeline("query", "-c", str(appliance), "--since", "2026-03-03", "--json").stdout
     assert len(since.splitlines()) == 1
-    until = tapeline("query", "-c", str(appliance), "--until", "2026-03-02T10:00:00Z",
-                     "--json").stdout
+    until = tapeline(
+        "query", "-c", str(appliance), "--until", "2026-03-02T10:00:00Z", "--json"
+    ).stdout
     assert len(until.splitlines()) == 1
 
 
@@ -68,16 +90,49 @@ def test_bad_time_filter_is_a_usage_error(appliance: Path) -> None:
 def test_show_audio_needs_an_account_and_writes_the_decrypted_recording(
     appliance: Path, tmp_path: Path
 ) -> None:
-    rid = json.loads(tapeline("query", "-c", str(appliance), "--channel", "voice", "--json",
-                              "--limit", "1", "--until", "2026-03-03").stdout)["id"]
+    rid = json.loads(
+        tapeline(
+            "query",
+            "-c",
+            str(appliance),
+            "--channel",
+            "voice",
+            "--json",
+            "--limit",
+            "1",
+            "--until",
+            "2026-03-03",
+        ).stdout
+    )["id"]
     out = tmp_path / "call.flac"
     denied = tapeline("show", "-c", str(appliance), rid, "--audio", str(out), check=False)
     assert denied.returncode == 77
-    admin = tapeline("show", "-c", str(appliance), rid, "--audio", str(out), "--as", "ada",
-                     "--password-file", str(tmp_path / "pw-admin"), check=False)
+    admin = tapeline(
+        "show",
+        "-c",
+        str(appliance),
+        rid,
+        "--audio",
+        str(out),
+        "--as",
+        "ada",
+        "--password-file",
+        str(tmp_path / "pw-admin"),
+        check=False,
+    )
     assert admin.returncode == 77  # an admin manages the box but cannot play recordings
-    tapeline("show", "-c", str(appliance), rid, "--audio", str(out), "--as", "rita",
-             "--password-file", str(tmp_path / "pw-rita"))
+    tapeline(
+        "show",
+        "-c",
+        str(appliance),
+        rid,
+        "--audio",
+        str(out),
+        "--as",
+        "rita",
+        "--password-file",
+        str(tmp_path / "pw-rita"),
+    )
     frames, rate = soundfile.read(out, dtype="int16")
     assert rate == 8000
     assert frames.shape == (20000, 2)
@@ -90,8 +145,9 @@ def test_show_audio_needs_an_account_and_writes_the_decrypted_recording(
 def test_wrong_password_is_refused_and_audited(appliance: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.write_text("not the password\n")
-    result = tapeline("query", "-c", str(appliance), "--as", "rita", "--password-file", str(bad),
-                      check=False)
+    result = tapeline(
+        "query", "-c", str(appliance), "--as", "rita", "--password-file", str(bad), check=False
+    )
     assert result.returncode == 77
     assert "authentication failed" in result.stderr
 
@@ -148,8 +204,9 @@ def test_key_export_round_trips_with_the_passphrase(appliance: Path, tmp_path: P
     phrase = tmp_path / "phrase"
     phrase.write_text("escrow passphrase for the vault\n")
     out = tmp_path / "keys.json"
-    tapeline("key", "export", "-c", str(appliance), "--out", str(out), "--passphrase-file",
-             str(phrase))
+    tapeline(
+        "key", "export", "-c", str(appliance), "--out", str(out), "--passphrase-file", str(phrase)
+    )
     assert out.stat().st_mode & 0o777 == 0o600
     config = load_config(appliance, environ={})
     keys = open_export(out.read_bytes(), "escrow passphrase for the vault")
@@ -161,18 +218,48 @@ def test_key_export_round_trips_with_the_passphrase(appliance: Path, tmp_path: P
 
 
 def test_user_list_and_admin_only_account_creation(appliance: Path, tmp_path: Path) -> None:
-    users = [json.loads(x) for x in tapeline("user", "list", "-c", str(appliance)).stdout.split("\n") if x]
+    users = [
+        json.loads(x)
+        for x in tapeline("user", "list", "-c", str(appliance)).stdout.split("\n")
+        if x
+    ]
     assert [u["name"] for u in users] == ["ada", "rita"]
     pw = tmp_path / "pw-new"
     pw.write_text("another long password\n")
-    refused = tapeline("user", "add", "eve", "--role", "admin", "-c", str(appliance),
-                       "--password-file", str(pw), "--as", "rita",
-                       "--as-password-file", str(tmp_path / "pw-rita"), check=False)
+    refused = tapeline(
+        "user",
+        "add",
+        "eve",
+        "--role",
+        "admin",
+        "-c",
+        str(appliance),
+        "--password-file",
+        str(pw),
+        "--as",
+        "rita",
+        "--as-password-file",
+        str(tmp_path / "pw-rita"),
+        check=False,
+    )
     assert refused.returncode == 77
     weak = tmp_path / "weak"
     weak.write_text("short\n")
-    too_short = tapeline("user", "add", "eve", "--role", "auditor", "-c", str(appliance),
-                         "--password-file", str(weak), "--as", "ada",
-                         "--as-password-file", str(tmp_path / "pw-admin"), check=False)
+    too_short = tapeline(
+        "user",
+        "add",
+        "eve",
+        "--role",
+        "auditor",
+        "-c",
+        str(appliance),
+        "--password-file",
+        str(weak),
+        "--as",
+        "ada",
+        "--as-password-file",
+        str(tmp_path / "pw-admin"),
+        check=False,
+    )
     assert too_short.returncode == 1
     assert "at least 12 characters" in too_short.stderr

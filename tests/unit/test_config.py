@@ -25,8 +25,19 @@ def test_shipped_config_is_valid_and_documents_every_key() -> None:
         if isinstance(model, dict):
             for key in model:
                 assert f"{key} =" in text, f"{section}.{key} is not documented"
-    for field in ("number", "owner", "team", "region", "extensions", "whatsapp_phone_number_id",
-                  "regulated", "since", "name", "match", "mode"):
+    for field in (
+        "number",
+        "owner",
+        "team",
+        "region",
+        "extensions",
+        "whatsapp_phone_number_id",
+        "regulated",
+        "since",
+        "name",
+        "match",
+        "mode",
+    ):
         assert f"# {field} =" in text
 
 
@@ -41,7 +52,9 @@ def test_shipped_config_is_valid_and_documents_every_key() -> None:
         ('[[trunks]]\nname = "t"\nmatch = ["not-a-net"]\n', "trunks.0.match", "neither a network"),
     ],
 )
-def test_bad_config_names_file_key_and_reason(tmp_path: Path, body: str, key: str, reason: str) -> None:
+def test_bad_config_names_file_key_and_reason(
+    tmp_path: Path, body: str, key: str, reason: str
+) -> None:
     path = _write(tmp_path, body)
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
@@ -71,8 +84,12 @@ def test_not_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
 
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tapeline.cli", "check-config", "-c", str(path)],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_check_config_exits_0_on_good_and_78_on_bad(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tapeline.archive.objects import LocalObjectStore
 from tapeline.archive.retention import BUILTIN_CLASSES
 from tapeline.archive.vault import Vault
 from tapeline.config import Config
-from tapeline.errors import ConfigError
+from tapeline.errors import ConfigError, StorageError
 
 
 @dataclass(slots=True)
@@ -43,8 +43,15 @@ class Archive:
             ConfigError: the default retention class is unknown.
         """
         check_semantics(config)
-        archive_key = load_archive_key(config.storage.key_file)
-        signing_key = load_signing_key(config.node.signing_key_file)
+        # A missing or unreadable key is a configuration problem (exit 78, no restart loop).
+        try:
+            archive_key = load_archive_key(config.storage.key_file)
+        except StorageError as exc:
+            raise ConfigError("config", "storage.key_file", str(exc)) from exc
+        try:
+            signing_key = load_signing_key(config.node.signing_key_file)
+        except StorageError as exc:
+            raise ConfigError("config", "node.signing_key_file", str(exc)) from exc
         store = LocalObjectStore(config.storage.path, min_free_bytes=config.storage.min_free_bytes)
         index = Index.open(config.database.url, run_migrations=migrate)
         return cls(

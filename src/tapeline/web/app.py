@@ -5,8 +5,6 @@ routes and proves it). Reading a record, playing audio and searching go through
 `tapeline.archive.reading`, which checks roles and writes the audit entries.
 """
 
-from __future__ import annotations
-
 import hmac
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -93,7 +91,10 @@ def _parse_time(value: str | None, *, end: bool = False) -> datetime | None:
 
 def create_app(archive: Archive) -> FastAPI:  # noqa: C901, PLR0915  # the route table reads best in one place
     """Build the web application around an opened archive."""
-    app = FastAPI(title="Tapeline", version=__version__, docs_url=None, redoc_url=None)
+    # The schema is served behind login (below), never at FastAPI's public default URL.
+    app = FastAPI(
+        title="Tapeline", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.add_middleware(SecurityHeaders)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -238,6 +239,10 @@ def create_app(archive: Archive) -> FastAPI:  # noqa: C901, PLR0915  # the route
         until: str | None = None,
     ) -> list[dict[str, Any]]:
         return find(archive, user.actor, _filters(party, line, channel, since, until))
+
+    @app.get("/api/v1/openapi.json")
+    def api_schema(_: user_dep) -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/api/v1/interactions/{interaction_id}")
     def api_show(interaction_id: str, user: user_dep) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""initial index
+"""Initial index
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 17:43:51.021314
+Create Date: 2026-11-28
 """
 
 from __future__ import annotations
@@ -126,10 +126,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
     )
     op.create_table(
+        "web_sessions",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_name", sa.String(length=64), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("last_seen_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("token_hash"),
+    )
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_sessions_user_name"), ["user_name"], unique=False)
+
+    op.create_table(
         "counterparty_identifiers",
         sa.Column("identifier", sa.String(length=200), nullable=False),
         sa.Column("counterparty_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["counterparty_id"], ["counterparties.id"]),
+        sa.ForeignKeyConstraint(
+            ["counterparty_id"],
+            ["counterparties.id"],
+        ),
         sa.PrimaryKeyConstraint("identifier"),
     )
     with op.batch_alter_table("counterparty_identifiers", schema=None) as batch_op:
@@ -166,7 +181,10 @@ def upgrade() -> None:
         sa.Column("manifest_object_id", sa.String(length=36), nullable=True),
         sa.Column("filed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["counterparty_id"], ["counterparties.id"]),
+        sa.ForeignKeyConstraint(
+            ["counterparty_id"],
+            ["counterparties.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("interactions", schema=None) as batch_op:
@@ -191,7 +209,10 @@ def upgrade() -> None:
         sa.Column("start_ms", sa.BigInteger(), nullable=False),
         sa.Column("end_ms", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("capture_gaps", schema=None) as batch_op:
@@ -208,7 +229,10 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=True),
         sa.Column("status_at", tapeline.archive.models.UtcDateTime(), nullable=True),
         sa.Column("errors", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
         sa.PrimaryKeyConstraint("interaction_id"),
         sa.UniqueConstraint("wamid"),
     )
@@ -224,7 +248,10 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(length=16), nullable=False),
         sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.Column("purged_at", tapeline.archive.models.UtcDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("objects", schema=None) as batch_op:
@@ -239,7 +266,10 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=24), nullable=False),
         sa.Column("identifier", sa.String(length=200), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=True),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("participants", schema=None) as batch_op:
@@ -259,7 +289,10 @@ def upgrade() -> None:
         sa.Column("codec", sa.String(length=32), nullable=True),
         sa.Column("channel", sa.Integer(), nullable=True),
         sa.Column("quality", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("streams", schema=None) as batch_op:
@@ -276,8 +309,14 @@ def upgrade() -> None:
         sa.Column("mime_type", sa.String(length=100), nullable=True),
         sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
-        sa.ForeignKeyConstraint(["object_id"], ["objects.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["objects.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("media_objects", schema=None) as batch_op:
@@ -294,8 +333,14 @@ def upgrade() -> None:
         sa.Column("channels", sa.Integer(), nullable=False),
         sa.Column("duration_ms", sa.BigInteger(), nullable=False),
         sa.Column("channel_map", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["interaction_id"], ["interactions.id"]),
-        sa.ForeignKeyConstraint(["object_id"], ["objects.id"]),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["objects.id"],
+        ),
         sa.PrimaryKeyConstraint("interaction_id"),
     )
     # ### end Alembic commands ###
@@ -339,6 +384,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_counterparty_identifiers_counterparty_id"))
 
     op.drop_table("counterparty_identifiers")
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_web_sessions_user_name"))
+
+    op.drop_table("web_sessions")
     op.drop_table("users")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_pending")
