@@ -122,8 +122,8 @@ def seed(archive: Archive) -> None:
     )
 
 
-async def run_demo(config_path: Path, config: Config) -> None:
-    """Run the recorder and the web page until Ctrl-C or SIGTERM."""
+async def run_demo(config_path: Path, config: Config, banner: str) -> None:
+    """Run the recorder and the web page until Ctrl-C or SIGTERM; `banner` once both listen."""
     recorder = Recorder(config, config_path=config_path, services=build_services(config))
     web_archive = Archive.open(config, migrate=False)
     server = make_server(web_archive)
@@ -131,7 +131,9 @@ async def run_demo(config_path: Path, config: Config) -> None:
         recorder_task = asyncio.create_task(recorder.run(), name="recorder")
         await recorder.ready.wait()
         web_task = asyncio.create_task(server.serve(), name="web")
-        await server.wait_bound(web_task)
+        if await server.wait_bound(web_task):
+            sys.stdout.write(banner)
+            sys.stdout.flush()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, recorder.request_stop)
         loop.add_signal_handler(signal.SIGINT, recorder.request_stop)
@@ -145,17 +147,18 @@ async def run_demo(config_path: Path, config: Config) -> None:
 def main(data_dir: Path, ports: DemoPorts) -> int:
     """`tapeline demo`."""
     config_path, config, password = prepare(data_dir.resolve(), ports)
-    out = sys.stdout
-    out.write(f"Tapeline demo, data in {data_dir.resolve()}\n")
-    out.write(f"  web page:  https://127.0.0.1:{ports.web}/  (self-signed certificate)\n")
-    out.write(f"  status:    http://127.0.0.1:{ports.status}/readyz\n")
-    out.write(f"  SIPREC:    {', '.join(config.siprec.listen)}\n")
-    out.write(f"  config:    {config_path}\n")
     if password:
-        out.write(f"  account:   {DEMO_ACCOUNT} / {password}   (shown once; every role)\n")
+        account = f"{DEMO_ACCOUNT} / {password}   (shown once; holds every role)"
     else:
-        out.write(f"  account:   {DEMO_ACCOUNT} (password was shown when the demo first ran)\n")
-    out.write("Stop with Ctrl-C.\n")
-    out.flush()
-    run_async(run_demo(config_path, config))
+        account = f"{DEMO_ACCOUNT} (password was shown when the demo first ran)"
+    banner = (
+        f"Tapeline demo, data in {data_dir.resolve()}\n"
+        f"  web page:  https://127.0.0.1:{ports.web}/  (self-signed certificate)\n"
+        f"  status:    http://127.0.0.1:{ports.status}/readyz\n"
+        f"  SIPREC:    {', '.join(config.siprec.listen)}\n"
+        f"  config:    {config_path}\n"
+        f"  account:   {account}\n"
+        "Stop with Ctrl-C.\n"
+    )
+    run_async(run_demo(config_path, config, banner))
     return 0
