@@ -68,9 +68,8 @@ def main() -> None:
         archive.close()
     print(f"{count} calls of {SECONDS:.0f} s, FLAC {len(audio) / 1024:.0f} KiB each")
     print(f"plain write+fsync (ref): {count / reference:8.1f} calls/s")
-    print(
-        f"Filer.file:              {count / filing:8.1f} calls/s ({filing / count * 1000:.1f} ms each)"
-    )
+    each_ms = filing / count * 1000
+    print(f"Filer.file:              {count / filing:8.1f} calls/s ({each_ms:.1f} ms each)")
     print(f"ratio filing/reference time: {filing / reference:.2f}")
 
 
