@@ -58,8 +58,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _open_archive(args: argparse.Namespace) -> Archive:
+    """Open the archive, after reading any password files (they may be readable by root only)."""
     from tapeline.privileges import drop_to_service_user  # noqa: PLC0415
 
+    if getattr(args, "as_user", None) and not hasattr(args, "as_password"):
+        args.as_password = _read_password(
+            args.password_file, prompt=f"password for {args.as_user}: "
+        )
     config = _config(args)
     drop_to_service_user(config.storage.path.parent)
     return Archive.open(config)
@@ -67,7 +72,10 @@ def _open_archive(args: argparse.Namespace) -> Archive:
 
 def _read_password(file: str | None, *, prompt: str, confirm: bool = False) -> str:
     if file:
-        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        try:
+            return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise TapelineError(f"cannot read {file}: {exc.strerror}") from exc
     first = getpass.getpass(prompt)
     if confirm and getpass.getpass("again: ") != first:
         raise TapelineError("the two passwords differ")
@@ -81,8 +89,7 @@ def _actor(args: argparse.Namespace, archive: Archive) -> Actor:
     if not getattr(args, "as_user", None):
         unix = os.environ.get("SUDO_USER") or getpass.getuser()
         return Actor(name=f"local:{unix}", roles=(LOCAL_OPERATOR,))
-    password = _read_password(args.password_file, prompt=f"password for {args.as_user}: ")
-    return authenticate(archive, name=args.as_user, password=password, code=args.totp)
+    return authenticate(archive, name=args.as_user, password=args.as_password, code=args.totp)
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -191,18 +198,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Print one record; with --audio write its decrypted recording."""
     from tapeline.archive.reading import show  # noqa: PLC0415
 
-    archive = _open_archive(args)
+    if args.audio and not args.as_user:
+        raise AccessDenied("--audio reads content: name an account with --as")
+    out_fd = None
+    if args.audio:  # opened before root is dropped, so any folder root can write to works
+        try:
+            out_fd = os.open(args.audio, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise TapelineError(f"cannot create {args.audio}: {exc.strerror}") from exc
     try:
-        if args.audio and not args.as_user:
-            raise AccessDenied("--audio reads content: name an account with --as")
-        actor = _actor(args, archive)
-        record, data = show(archive, actor, args.id, audio=bool(args.audio))
+        archive = _open_archive(args)
+        try:
+            record, data = show(archive, _actor(args, archive), args.id, audio=out_fd is not None)
+        finally:
+            archive.close()
+        _out().write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if out_fd is not None and data is not None:
+            with os.fdopen(out_fd, "wb", closefd=False) as handle:
+                handle.write(data)
+            sys.stderr.write(f"recording written to {args.audio}\n")
+    except BaseException:
+        if out_fd is not None:
+            Path(args.audio).unlink(missing_ok=True)
+        raise
     finally:
-        archive.close()
-    _out().write(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    if args.audio and data is not None:
-        Path(args.audio).write_bytes(data)
-        sys.stderr.write(f"recording written to {args.audio}\n")
+        if out_fd is not None:
+            os.close(out_fd)
     return 0
 
 
@@ -232,12 +253,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from tapeline.archive.totp import secret_base32  # noqa: PLC0415
     from tapeline.archive.users import add_user  # noqa: PLC0415
 
+    password = _read_password(
+        args.password_file_new, prompt=f"new password for {args.name}: ", confirm=True
+    )
     archive = _open_archive(args)
     try:
         actor = _actor(args, archive)
-        password = _read_password(
-            args.password_file_new, prompt=f"new password for {args.name}: ", confirm=True
-        )
         secret = add_user(
             archive,
             name=args.name,
@@ -259,12 +280,12 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     """Change a password."""
     from tapeline.archive.users import set_password  # noqa: PLC0415
 
+    password = _read_password(
+        args.new_password_file, prompt=f"new password for {args.name}: ", confirm=True
+    )
     archive = _open_archive(args)
     try:
         actor = _actor(args, archive)
-        password = _read_password(
-            args.new_password_file, prompt=f"new password for {args.name}: ", confirm=True
-        )
         set_password(archive, name=args.name, password=password, by=actor)
     finally:
         archive.close()

@@ -296,3 +296,41 @@ def test_recorder_and_web_start_serve_livez_and_stop(
     not_ours = {path: meta for path, meta in listing.items() if meta[1] != installed_root.uid}
     assert not not_ours, f"files under {state} not owned by {USER}: {not_ours}"
     assert installed_root.host_path("/var/lib/tapeline/index/tapeline.db").exists()
+
+
+def test_cli_run_as_root_switches_to_tapeline_before_touching_the_archive(
+    installed_root: InstalledRoot, tmp_path: Path
+) -> None:
+    """`sudo tapeline user add ...` on the box must not leave root-owned index files behind."""
+    ports = Ports(status=_free_port(), web=_free_port(), siprec=_free_port(socket.SOCK_DGRAM))
+    password = tmp_path / "pw"
+    password.write_text("installed admin password\n", encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **_overrides(installed_root, ports)}
+    config = installed_root.host_path("/etc/tapeline/tapeline.toml")
+    result = subprocess.run(
+        [
+            str(installed_root.venv / "bin" / "tapeline"),
+            "user",
+            "add",
+            "root-made",
+            "--role",
+            "auditor",
+            "-c",
+            str(config),
+            "--password-file",
+            str(password),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    index = installed_root.host_path("/var/lib/tapeline/index")
+    files = list(index.iterdir())
+    assert any(f.name == "tapeline.db" for f in files)
+    for path in files:
+        assert path.stat().st_uid == installed_root.uid, (
+            f"{path} is owned by uid {path.stat().st_uid}"
+        )
