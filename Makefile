@@ -43,8 +43,8 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools
 
 typecheck: venv
 	$(BIN)/mypy
