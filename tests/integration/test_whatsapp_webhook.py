@@ -13,7 +13,6 @@ import pytest
 from tests.integration.whatsapp_support import (
     OLD_SECRET,
     PHONE_ID_ALICE,
-    PHONE_ID_CAROL,
     VERIFY_TOKEN,
     Running,
     body_of,
@@ -196,8 +195,9 @@ async def test_invalid_json_with_valid_signature_is_kept_raw_answered_200_and_al
     [kept] = wa.records(kind="capture_failure")
     assert kept["outcome"] == "unparsed_webhook"
     assert "whatsapp.invalid_payload" in wa.alarms()
-    from tapeline.archive.models import StoredObject  # noqa: PLC0415
     from sqlalchemy import select  # noqa: PLC0415
+
+    from tapeline.archive.models import StoredObject  # noqa: PLC0415
 
     with wa.archive.index.read() as session:
         obj = session.execute(

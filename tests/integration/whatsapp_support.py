@@ -242,15 +242,15 @@ def _handler(graph: MockGraph) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802  # stdlib's name
+        def do_GET(self) -> None:  # stdlib's name
             if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
                 graph.unauthorised += 1
                 self._send(401, b'{"error":"auth"}', "application/json")
                 return
             parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) == 2 and parts[0] == "files":  # noqa: PLR2004
+            if len(parts) == 2 and parts[0] == "files":
                 self._download(parts[1])
-            elif len(parts) == 2 and parts[0] == "v21.0":  # noqa: PLR2004
+            elif len(parts) == 2 and parts[0] == "v21.0":
                 self._lookup(parts[1])
             else:
                 self._send(404, b"{}", "application/json")
