@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -56,6 +57,19 @@ def image_message(
         "image": image,
     }
     return body_of(envelope({"messages": [message]}))
+
+
+def scan_for(needle: bytes, roots: list[Path]) -> tuple[list[Path], int]:
+    """Files under `roots` holding `needle` in clear, and how many files were read."""
+    hits: list[Path] = []
+    scanned = 0
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                scanned += 1
+                if needle in path.read_bytes():
+                    hits.append(path)
+    return hits, scanned
 
 
 def media_rows(wa: Running, wamid: str) -> list[MediaObject]:
@@ -181,20 +195,17 @@ async def test_canary_text_and_media_never_appear_in_clear_on_disk_or_in_logs(
     ).status_code == 200
     await wa.settle(lambda: settled_state(wa, "wamid.canary.img"))
     assert wa.message("wamid.canary")["message"]["text"] == canary  # the index may hold it
-    needle = canary.encode()
-    scanned = 0
-    for root in (wa.config.storage.path, wa.config.storage.spool):
-        for path in Path(root).rglob("*"):
-            if path.is_file():
-                scanned += 1
-                assert needle not in path.read_bytes(), f"canary in clear in {path}"
+    roots = [wa.config.storage.path, wa.config.storage.spool]
+    hits, scanned = await asyncio.to_thread(scan_for, canary.encode(), roots)
+    assert hits == []
     assert scanned >= 4  # the objects and the journal were really there to scan
     assert canary not in caplog.text
 
 
 async def test_listener_refuses_to_start_without_an_app_secret(tmp_path: Path) -> None:
     config = whatsapp_config(tmp_path, graph_url="http://127.0.0.1:9/v21.0")
-    Path(config.whatsapp.app_secret_file or "").write_text("\n# no secret here\n")
+    secret_file = Path(config.whatsapp.app_secret_file or "")
+    await asyncio.to_thread(secret_file.write_text, "\n# no secret here\n")
     with pytest.raises(ExceptionGroup) as failure:
         async with running_recorder(config):
             pass

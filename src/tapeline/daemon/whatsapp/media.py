@@ -83,6 +83,7 @@ class MediaFetcher:
         retry_base_s: float,
         expiry_s: float,
         timeout_s: float,
+        changed: asyncio.Condition | None = None,
     ) -> None:
         self._archive = archive
         self._amender = amender
@@ -93,7 +94,7 @@ class MediaFetcher:
         self._timeout = timeout_s
         self._jobs: dict[int, _Job] = {}
         self._wake = asyncio.Event()
-        self.changed = asyncio.Condition()
+        self.changed = changed or asyncio.Condition()
 
     def wake(self) -> None:
         """New pending media may be in the index."""

@@ -215,7 +215,9 @@ class _Ctx:
         for party in self.contacts:
             if (wa_id and party.wa_id == wa_id) or (user_id and party.user_id == user_id):
                 return party
-        return self.contacts[0] if len(self.contacts) == 1 else None
+        if wa_id or user_id or len(self.contacts) != 1:
+            return None
+        return self.contacts[0]
 
 
 def _history(chunk: JsonObject, ctx: _Ctx) -> list[Item]:

@@ -92,6 +92,7 @@ class WhatsappService:
             retry_base_s=wa.media_retry_base_s,
             expiry_s=wa.media_expiry_s,
             timeout_s=wa.media_timeout_s,
+            changed=self.changed,
         )
         await self._recover()
         handlers = WebhookHandlers(
