@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -10,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,35 +17,17 @@ from tapeline.archive.core import Archive
 from tapeline.archive.records import Filters, search
 from tapeline.config import Config
 from tapeline.daemon.whatsapp.signature import sign
-from tests.integration.whatsapp_support import SECRET, body_of, envelope, whatsapp_config
+from tests.integration.whatsapp_support import (
+    SECRET,
+    body_of,
+    envelope,
+    whatsapp_config,
+    write_toml,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 READY_TIMEOUT_S = 60.0
 MESSAGES = 300
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def write_toml(config: Config, path: Path) -> None:
-    data = config.model_dump(mode="json")
-    lines: list[str] = []
-    for section, body in data.items():
-        if isinstance(body, list):
-            for table in body:
-                lines.append(f"[[{section}]]")
-                lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
-            continue
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None)
-    path.write_text("\n".join(lines) + "\n")
 
 
 class RecorderProcess:

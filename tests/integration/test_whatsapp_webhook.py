@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tapeline.archive.audit import Actor
+from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.archive.users import add_user
+from tapeline.cli import main
 from tests.integration.whatsapp_support import (
     OLD_SECRET,
     PHONE_ID_ALICE,
@@ -22,6 +27,7 @@ from tests.integration.whatsapp_support import (
     running_recorder,
     text_message,
     whatsapp_config,
+    write_toml,
 )
 
 NO_CORPUS = "corpus ../shared/corpus absent (pywa__*.json); see corpus/SOURCES.md"
@@ -449,3 +455,42 @@ async def test_unknown_business_number_is_filed_flagged_and_alarmed(wa: Running)
     assert record["line"] is None
     assert record["tags"] == ["unknown_line"]
     assert "whatsapp.unknown_line" in wa.alarms()
+
+
+async def test_query_by_party_returns_calls_and_messages_in_one_timeline(
+    wa: Running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call_at = datetime(2023, 10, 11, 16, 0, tzinfo=UTC)
+    await asyncio.to_thread(
+        file_synthetic_call,
+        wa.archive,
+        line="+442071230001",
+        counterparty="+972987654321",
+        started_at=call_at,
+        seconds=1.0,
+    )
+    assert (await wa.post(body_of(text_message("wamid.pair", "after the call")))).status_code == 200
+    await wa.settle()
+    config_file = tmp_path / "tapeline.toml"
+    await asyncio.to_thread(write_toml, wa.config, config_file)
+    password = tmp_path / "password"
+    await asyncio.to_thread(password.write_text, "a-long-reviewer-password\n")
+    await asyncio.to_thread(
+        add_user,
+        wa.archive,
+        name="rita",
+        roles=["reviewer"],
+        teams=[],
+        password="a-long-reviewer-password",  # noqa: S106  # a throw-away test account
+        by=Actor.system("cli"),
+    )
+    for party in ("+972987654321", "bsuid:US.13491208655302741918"):
+        argv = ["query", "-c", str(config_file), "--party", party, "--json"]
+        argv += ["--as", "rita", "--password-file", str(password)]
+        assert await asyncio.to_thread(main, argv) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(r["kind"], r["channel"]) for r in lines] == [
+            ("message", "whatsapp"),
+            ("call", "voice"),
+        ], party
+        assert lines[0]["counterparty"]["id"] == lines[1]["counterparty"]["id"]

@@ -201,6 +201,33 @@ def body_of(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
+# --- config files ---
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_toml(config: Config, path: Path) -> None:
+    data = config.model_dump(mode="json")
+    lines: list[str] = []
+    for section, body in data.items():
+        if isinstance(body, list):
+            for table in body:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+            continue
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None)
+    path.write_text("\n".join(lines) + "\n")
+
+
 # --- the mock Graph API ---------------------------------------------------------------------------
 
 
