@@ -251,6 +251,7 @@ class MockGraph:
     port: int
     media: dict[str, MediaFile] = field(default_factory=dict)
     unauthorised: int = 0
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -281,6 +282,23 @@ def _handler(graph: MockGraph) -> type[BaseHTTPRequestHandler]:  # noqa: C901  #
                 self._lookup(parts[1])
             else:
                 self._send(404, b"{}", "application/json")
+
+        def do_POST(self) -> None:  # stdlib's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+                graph.unauthorised += 1
+                self._send(401, b'{"error":"auth"}', "application/json")
+                return
+            graph.sent.append((self.path, body))
+            to = json.loads(body).get("to", "")
+            answer = {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": str(to).lstrip("+")}],
+                "messages": [
+                    {"id": f"wamid.proxied.{len(graph.sent)}", "message_status": "accepted"}
+                ],
+            }
+            self._send(200, json.dumps(answer).encode(), "application/json")
 
         def _lookup(self, media_id: str) -> None:
             item = graph.media.get(media_id)

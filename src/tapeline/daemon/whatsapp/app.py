@@ -1,4 +1,4 @@
-"""The webhook listener's ASGI app: only `GET`/`POST /webhooks/whatsapp` (DESIGN §7).
+"""The webhook listener's ASGI app: `GET`/`POST /webhooks/whatsapp` and the send proxy only.
 
 Order of a POST: size (413, never truncated), content type (415), signature over the raw bytes
 (401 missing, 403 mismatch: nothing stored, alarmed), then the journal (fsynced; 503 if it fails),
@@ -25,6 +25,7 @@ from tapeline.errors import StorageError
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/whatsapp"
+SEND_PATH = "/whatsapp/{version}/{phone_number_id}/messages"
 JSON_TYPES = frozenset({"application/json", "text/json"})
 
 
@@ -38,6 +39,7 @@ class WebhookHandlers:
     commit: Callable[[Delivery], Awaitable[Ticket]]
     accepted: Callable[[Delivery, Ticket], None]
     alarm: Callable[[str, str], Awaitable[None]]
+    send: Callable[[Request], Awaitable[Response]] | None = None
 
 
 class _TooLargeError(Exception):
@@ -48,18 +50,7 @@ def create_webhook_app(handlers: WebhookHandlers) -> Starlette:
     """The listener's app (no docs, no debug, nothing else routed)."""
 
     async def verify(request: Request) -> Response:
-        params = request.query_params
-        token = params.get("hub.verify_token", "")
-        expected = handlers.verify_token
-        if params.get("hub.mode") != "subscribe" or expected is None:
-            return PlainTextResponse("forbidden", status_code=403)
-        if not hmac.compare_digest(token.encode(), expected.encode()):
-            await handlers.alarm("whatsapp.verify_token", "webhook verification with a wrong token")
-            return PlainTextResponse("forbidden", status_code=403)
-        challenge = params.get("hub.challenge")
-        if challenge is None:
-            return PlainTextResponse("missing hub.challenge", status_code=400)
-        return PlainTextResponse(challenge)
+        return await _verify(request, handlers)
 
     async def receive(request: Request) -> Response:
         refused = await _precheck(request, handlers)
@@ -87,12 +78,28 @@ def create_webhook_app(handlers: WebhookHandlers) -> Starlette:
         handlers.accepted(delivery, ticket)
         return PlainTextResponse("OK")
 
-    return Starlette(
-        routes=[
-            Route(WEBHOOK_PATH, verify, methods=["GET"]),
-            Route(WEBHOOK_PATH, receive, methods=["POST"]),
-        ]
-    )
+    routes = [
+        Route(WEBHOOK_PATH, verify, methods=["GET"]),
+        Route(WEBHOOK_PATH, receive, methods=["POST"]),
+    ]
+    if handlers.send is not None:
+        routes.append(Route(SEND_PATH, handlers.send, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+async def _verify(request: Request, handlers: WebhookHandlers) -> Response:
+    params = request.query_params
+    token = params.get("hub.verify_token", "")
+    expected = handlers.verify_token
+    if params.get("hub.mode") != "subscribe" or expected is None:
+        return PlainTextResponse("forbidden", status_code=403)
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        await handlers.alarm("whatsapp.verify_token", "webhook verification with a wrong token")
+        return PlainTextResponse("forbidden", status_code=403)
+    challenge = params.get("hub.challenge")
+    if challenge is None:
+        return PlainTextResponse("missing hub.challenge", status_code=400)
+    return PlainTextResponse(challenge)
 
 
 async def _precheck(request: Request, handlers: WebhookHandlers) -> Response | None:

@@ -25,6 +25,7 @@ from tapeline.archive.filing import (
     NewInteraction,
     PartyIn,
 )
+from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import raise_alarm
 from tapeline.config import Config, Line
 from tapeline.daemon.whatsapp.payload import (
@@ -55,6 +56,19 @@ class IngestReport:
     notices: int = 0
     pending_media: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentMessage:
+    """A message a business system sent through the send proxy, with Graph's answer."""
+
+    phone_number_id: str
+    wamid: str
+    request: dict[str, Any]
+    raw_request: bytes
+    raw_response: bytes
+    client: str
+    accepted_status: str
 
 
 class Ingest:
@@ -185,6 +199,79 @@ class Ingest:
                 return False
             raise
         return True
+
+    def file_sent(self, sent: SentMessage) -> None:
+        """File a message sent through the send proxy (request and Graph's answer kept sealed).
+
+        Raises:
+            StorageError: the archive refused the write.
+        """
+        request = sent.request
+        type_ = str(request.get("type") or "text")
+        to = request.get("to")
+        party = Party(
+            wa_id=str(to).lstrip("+") if isinstance(to, str | int) else None,
+            user_id=str(request["recipient"])
+            if isinstance(request.get("recipient"), str)
+            else None,
+        )
+        item = MessageItem(
+            source_field="send_proxy",
+            phone_number_id=sent.phone_number_id,
+            display_phone_number=None,
+            wamid=sent.wamid,
+            type=type_,
+            direction="outbound",
+            timestamp=utcnow(),
+            party=party,
+            text=_sent_text(request, type_),
+            raw=request,
+        )
+        attachments = [
+            AttachmentIn(kind="send_request", media_type="application/json", data=sent.raw_request),
+            AttachmentIn(
+                kind="send_response", media_type="application/json", data=sent.raw_response
+            ),
+        ]
+        details = {"whatsapp": {"field": "send_proxy", "client": sent.client, "item": request}}
+        existing = self.amender.find_message(sent.wamid)
+        if existing is not None:
+            if existing[1] in PLACEHOLDER_TYPES:
+                self.amender.complete_message(
+                    existing[0],
+                    type_=type_,
+                    text=item.text,
+                    media=[],
+                    attachments=attachments,
+                    details=details,
+                )
+            return
+        line = self._line(sent.phone_number_id)
+        self._file_once(
+            NewInteraction(
+                channel="whatsapp",
+                kind="message",
+                direction="outbound",
+                started_at=item.timestamp,
+                source_path=SOURCE,
+                line_number=line.number if line else None,
+                counterparty=_counterparty(party),
+                counterparty_aliases=_aliases(party),
+                participants=_participants(line, None, party),
+                message=MessageIn(
+                    wamid=sent.wamid,
+                    type=type_,
+                    text=item.text,
+                    status=sent.accepted_status,
+                    status_at=item.timestamp,
+                ),
+                attachments=attachments,
+                outcome="sent",
+                tags=[] if line else ["unknown_line"],
+                details=details,
+            ),
+            sent.wamid,
+        )
 
     # --- statuses -------------------------------------------------------------------------------
 
@@ -371,6 +458,16 @@ def _details(item: MessageItem, delivery: Delivery) -> dict[str, Any]:
         "received_at": delivery.received_at.isoformat(),
         "item": item.raw,
     }
+
+
+def _sent_text(request: dict[str, Any], type_: str) -> str | None:
+    body = request.get(type_)
+    if not isinstance(body, dict):
+        return None
+    for key in ("body", "caption", "name"):
+        if isinstance(body.get(key), str):
+            return str(body[key])
+    return None
 
 
 def _item_attachment(item: MessageItem, delivery: Delivery) -> AttachmentIn:

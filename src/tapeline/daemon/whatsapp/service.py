@@ -23,6 +23,7 @@ from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.whatsapp.app import WebhookHandlers, create_webhook_app
 from tapeline.daemon.whatsapp.ingest import Ingest
 from tapeline.daemon.whatsapp.media import MediaFetcher
+from tapeline.daemon.whatsapp.sendproxy import SendProxy, parse_clients
 from tapeline.daemon.whatsapp.signature import parse_secrets
 from tapeline.daemon.whatsapp.spool import (
     Delivery,
@@ -95,6 +96,16 @@ class WhatsappService:
             changed=self.changed,
         )
         await self._recover()
+        proxy = None
+        if wa.send_proxy_tokens_file is not None:
+            tokens = read_secret(wa.send_proxy_tokens_file, key="whatsapp.send_proxy_tokens_file")
+            proxy = SendProxy(
+                clients=parse_clients(tokens),
+                base_url=wa.graph_base_url,
+                access_token=access_token,
+                ingest=self._ingest,
+                timeout_s=wa.media_timeout_s,
+            )
         handlers = WebhookHandlers(
             secrets=secrets,
             verify_token=verify_token,
@@ -102,6 +113,7 @@ class WhatsappService:
             commit=self._commit,
             accepted=self._accepted,
             alarm=self._alarm,
+            send=proxy.handle if proxy is not None else None,
         )
         host, port = wa.address
         server = self._server = EmbeddedServer(
