@@ -31,49 +31,50 @@ MESSAGES = 300
 
 
 class RecorderProcess:
-    """`tapeline recorder` in a child process, with systemd's READY=1 as the start signal."""
+    """`tapeline recorder` in a child process, with systemd's READY=1 as the start signal.
+
+    The notify socket stays open while the child lives: it notifies STOPPING=1 on SIGTERM too.
+    """
 
     def __init__(self, config_path: Path, workdir: Path) -> None:
         self._config = config_path
         self._dir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
+        self._notify: socket.socket | None = None
 
     def start(self) -> None:
-        notify = self._dir / f"notify-{os.getpid()}-{id(self)}.sock"
-        notify.unlink(missing_ok=True)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.bind(str(notify))
-            sock.settimeout(READY_TIMEOUT_S)
-            env = {**os.environ, "PYTHONPATH": str(SRC), "NOTIFY_SOCKET": str(notify)}
-            log = (self._dir / "recorder.log").open("ab")
+        path = self._dir / "notify.sock"
+        path.unlink(missing_ok=True)
+        self._close_notify()
+        sock = self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        sock.settimeout(READY_TIMEOUT_S)
+        env = {**os.environ, "PYTHONPATH": str(SRC), "NOTIFY_SOCKET": str(path)}
+        argv = ["-c", "from tapeline.cli import main; raise SystemExit(main())", "recorder"]
+        with (self._dir / "recorder.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from tapeline.cli import main; raise SystemExit(main())",
-                    "recorder",
-                    "-c",
-                    str(self._config),
-                ],
-                env=env,
-                stdout=log,
-                stderr=log,
+                [sys.executable, *argv, "-c", str(self._config)], env=env, stdout=log, stderr=log
             )
-            log.close()
-            while True:
-                message = sock.recv(4096).decode()
-                if "READY=1" in message:
-                    return
+        while b"READY=1" not in sock.recv(4096):
+            pass
 
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=READY_TIMEOUT_S)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        code = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=READY_TIMEOUT_S)
+            code = self.proc.wait(timeout=READY_TIMEOUT_S)
+        self._close_notify()
+        return code
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
 
 
 @pytest.fixture
@@ -123,5 +124,5 @@ def test_kill_9_after_the_200_loses_nothing(recorder: tuple[RecorderProcess, Con
     process.start()  # READY=1 comes after recovery
     expected = {f"wamid.crash.{i}" for i in range(MESSAGES)}
     assert filed_wamids(config) == expected
-    process.stop()
+    assert process.stop() == 0
     assert list((config.storage.spool / "whatsapp").glob("*.tpj")) == []

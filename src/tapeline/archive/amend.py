@@ -91,8 +91,9 @@ class Amender:
             StorageError: the index refused the change.
         """
         with self._archive.index.write() as session:
-            row = session.get_one(Interaction, interaction_id)
-            msg = session.get_one(Message, interaction_id)
+            # Row locks: two statuses of one message may be filed at once on PostgreSQL.
+            row = session.get_one(Interaction, interaction_id, with_for_update=True)
+            msg = session.get_one(Message, interaction_id, with_for_update=True)
             history = list(row.details.get("status_history", []))
             if any(h.get("status_id") == status.status_id for h in history):
                 return "duplicate"
@@ -136,7 +137,7 @@ class Amender:
             StorageError: the index refused the change.
         """
         with self._archive.index.write() as session:
-            row = session.get_one(Interaction, interaction_id)
+            row = session.get_one(Interaction, interaction_id, with_for_update=True)
             events = list(row.details.get("call_events", []))
             if event in events:
                 return False
