@@ -83,8 +83,11 @@ class Ticket:
 class WebhookJournal:
     """Group-committed, encrypted, fsynced journal files in one folder."""
 
-    def __init__(self, folder: Path, archive_key: ArchiveKey) -> None:
+    def __init__(
+        self, folder: Path, archive_key: ArchiveKey, *, rotate_records: int = ROTATE_RECORDS
+    ) -> None:
         self.folder = folder
+        self._rotate_at = rotate_records
         self._key = archive_key
         self._writer: JournalWriter | None = None
         self._queue: list[tuple[bytes, asyncio.Future[Ticket]]] = []
@@ -130,7 +133,7 @@ class WebhookJournal:
             for offset, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result(Ticket(path, first + offset))
-            if self._written[path] >= ROTATE_RECORDS:
+            if self._written[path] >= self._rotate_at:
                 await asyncio.to_thread(self._rotate)
 
     def _write(self, records: list[bytes]) -> tuple[Path, int]:
