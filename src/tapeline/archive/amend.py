@@ -84,6 +84,20 @@ class Amender:
                 )
             ).scalar_one_or_none()
 
+    def find_kept_body(self, sha256: str) -> str | None:
+        """A flagged record already keeping a raw webhook body with this SHA-256, if any."""
+        with self._archive.index.read() as session:
+            return session.execute(
+                select(Interaction.id)
+                .join(StoredObject, StoredObject.interaction_id == Interaction.id)
+                .where(
+                    Interaction.kind == "capture_failure",
+                    StoredObject.kind == "webhook_body",
+                    StoredObject.sha256 == sha256,
+                )
+                .limit(1)
+            ).scalar_one_or_none()
+
     def record_status(self, interaction_id: str, status: StatusIn) -> str:
         """Apply a status: `applied`, `kept` (older, history only) or `duplicate`.
 

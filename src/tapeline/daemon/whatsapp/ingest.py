@@ -9,6 +9,7 @@ changes nothing the second time. Runs on a worker thread: everything here blocks
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -390,7 +391,12 @@ class Ingest:
     # --- the rest -------------------------------------------------------------------------------
 
     def _keep_unparsed(self, delivery: Delivery, *, reason: str) -> None:
-        """Keep a signed body we could not (fully) understand as a flagged record, sealed."""
+        """Keep a signed body we could not (fully) understand as a flagged record, sealed.
+
+        A replay of the same bytes (Meta's retries, journal recovery) is kept once.
+        """
+        if self.amender.find_kept_body(hashlib.sha256(delivery.body).hexdigest()) is not None:
+            return
         self._filer.file(
             NewInteraction(
                 channel="whatsapp",
