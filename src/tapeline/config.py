@@ -148,6 +148,16 @@ class WhatsappConfig(_Section):
     verify_token_file: Path | None = None
     access_token_file: Path | None = None
     graph_base_url: str = "https://graph.facebook.com/v21.0"
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
+    media_retry_base_s: float = Field(default=30.0, gt=0)
+    media_expiry_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    media_timeout_s: float = Field(default=60.0, gt=0)
+    send_proxy_tokens_file: Path | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) of the webhook listener (only meaningful when `listen` is set)."""
+        return _split_host_port(self.listen or "")
 
     @field_validator("listen")
     @classmethod

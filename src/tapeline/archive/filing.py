@@ -98,6 +98,7 @@ class MediaIn:
     media_id: str | None = None
     mime_type: str | None = None
     sha256: str | None = None
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +132,7 @@ class NewInteraction:
     line_number: str | None = None
     counterparty: str | None = None
     counterparty_name: str | None = None
+    counterparty_aliases: list[str] = field(default_factory=list)
     participants: list[PartyIn] = field(default_factory=list)
     streams: list[StreamIn] = field(default_factory=list)
     recording: RecordingIn | None = None
@@ -147,31 +149,79 @@ class NewInteraction:
 
 
 @dataclass(slots=True)
-class _Stored:
+class Stored:
+    """An object sealed and stored for a record, before (or after) it is indexed."""
+
     kind: str
     media_type: str
     ref: SealedRef
 
 
-def _counterparty_id(session: Session, identifier: str, name: str | None) -> int:
-    existing = session.execute(
-        select(CounterpartyIdentifier.counterparty_id).where(
-            CounterpartyIdentifier.identifier == identifier
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing
-    person = Counterparty(display_name=name, created_at=utcnow())
-    session.add(person)
-    session.flush()
-    session.add(CounterpartyIdentifier(identifier=identifier, counterparty_id=person.id))
-    return person.id
+def _counterparty_id(
+    session: Session, identifier: str, name: str | None, aliases: list[str] | None = None
+) -> int:
+    """The person known by `identifier` or any alias (first match wins); the rest are linked."""
+    every = list(dict.fromkeys([identifier, *(aliases or [])]))
+    found = session.execute(
+        select(CounterpartyIdentifier).where(CounterpartyIdentifier.identifier.in_(every))
+    ).scalars()
+    by_identifier = {row.identifier: row.counterparty_id for row in found}
+    existing = next((by_identifier[i] for i in every if i in by_identifier), None)
+    if existing is None:
+        person = Counterparty(display_name=name, created_at=utcnow())
+        session.add(person)
+        session.flush()
+        existing = person.id
+    for ident in every:
+        if ident not in by_identifier:
+            session.add(CounterpartyIdentifier(identifier=ident, counterparty_id=existing))
+    return existing
 
 
 def link_identifier(session: Session, counterparty_id: int, identifier: str) -> None:
     """Record that another identifier (a second number, a BSUID) belongs to the same person."""
     if session.get(CounterpartyIdentifier, identifier) is None:
         session.add(CounterpartyIdentifier(identifier=identifier, counterparty_id=counterparty_id))
+
+
+def build_manifest(archive: Archive, record: dict[str, Any], stored: list[Stored]) -> Stored:
+    """Seal a record's manifest: its JSON and the wrapped keys of its objects (DESIGN §5)."""
+    body = {
+        "schema": "tapeline.manifest/1",
+        "record": record,
+        "objects": [
+            {
+                "object_id": s.ref.object_id,
+                "kind": s.kind,
+                "media_type": s.media_type,
+                "sha256": s.ref.sha256,
+                "size": s.ref.size,
+                "key_id": s.ref.key_id,
+                "wrapped_key": base64.b64encode(s.ref.wrapped_key).decode(),
+            }
+            for s in stored
+        ],
+    }
+    data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return Stored("manifest", "application/json", archive.vault.store_self_keyed(data))
+
+
+def add_object_row(session: Session, interaction_id: str, item: Stored) -> None:
+    """Index a stored object as part of an interaction."""
+    session.add(
+        StoredObject(
+            id=item.ref.object_id,
+            interaction_id=interaction_id,
+            kind=item.kind,
+            media_type=item.media_type,
+            sha256=item.ref.sha256,
+            size=item.ref.size,
+            wrapped_key=item.ref.wrapped_key,
+            key_id=item.ref.key_id,
+            created_at=utcnow(),
+            purged_at=None,
+        )
+    )
 
 
 class Filer:
@@ -181,29 +231,29 @@ class Filer:
         self._archive = archive
         self._actor = audit.Actor.system(component)
 
-    def _store_all(self, new: NewInteraction) -> list[_Stored]:
+    def _store_all(self, new: NewInteraction) -> list[Stored]:
         vault = self._archive.vault
-        stored: list[_Stored] = []
+        stored: list[Stored] = []
         try:
             if new.recording is not None:
                 media_type = "audio/flac" if new.recording.format == "flac" else "audio/ogg"
                 stored.append(
-                    _Stored("recording", media_type, vault.store_bytes(new.recording.data))
+                    Stored("recording", media_type, vault.store_bytes(new.recording.data))
                 )
             for media in new.media:
                 if media.data is not None:
                     kind_type = media.mime_type or "application/octet-stream"
-                    stored.append(_Stored("media", kind_type, vault.store_bytes(media.data)))
+                    stored.append(Stored("media", kind_type, vault.store_bytes(media.data)))
             for extra in new.attachments:
                 stored.append(  # noqa: PERF401  # a loop keeps what was stored if one fails
-                    _Stored(extra.kind, extra.media_type, vault.store_bytes(extra.data))
+                    Stored(extra.kind, extra.media_type, vault.store_bytes(extra.data))
                 )
         except TapelineError:
             self._discard(stored)
             raise
         return stored
 
-    def _discard(self, stored: list[_Stored]) -> None:
+    def _discard(self, stored: list[Stored]) -> None:
         for item in stored:
             try:
                 self._archive.vault.store.delete(item.ref.object_id)
@@ -249,44 +299,14 @@ class Filer:
             raise
         return interaction_id
 
-    def _manifest(self, record: dict[str, Any], stored: list[_Stored]) -> _Stored:
-        body = {
-            "schema": "tapeline.manifest/1",
-            "record": record,
-            "objects": [
-                {
-                    "object_id": s.ref.object_id,
-                    "kind": s.kind,
-                    "media_type": s.media_type,
-                    "sha256": s.ref.sha256,
-                    "size": s.ref.size,
-                    "key_id": s.ref.key_id,
-                    "wrapped_key": base64.b64encode(s.ref.wrapped_key).decode(),
-                }
-                for s in stored
-            ],
-        }
-        data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        return _Stored("manifest", "application/json", self._archive.vault.store_self_keyed(data))
+    def _manifest(self, record: dict[str, Any], stored: list[Stored]) -> Stored:
+        return build_manifest(self._archive, record, stored)
 
-    def _add_object(self, session: Session, interaction_id: str, item: _Stored) -> None:
-        session.add(
-            StoredObject(
-                id=item.ref.object_id,
-                interaction_id=interaction_id,
-                kind=item.kind,
-                media_type=item.media_type,
-                sha256=item.ref.sha256,
-                size=item.ref.size,
-                wrapped_key=item.ref.wrapped_key,
-                key_id=item.ref.key_id,
-                created_at=utcnow(),
-                purged_at=None,
-            )
-        )
+    def _add_object(self, session: Session, interaction_id: str, item: Stored) -> None:
+        add_object_row(session, interaction_id, item)
 
     def _index(
-        self, session: Session, interaction_id: str, new: NewInteraction, stored: list[_Stored]
+        self, session: Session, interaction_id: str, new: NewInteraction, stored: list[Stored]
     ) -> dict[str, Any]:
         config = self._archive.config
         region = config.node.default_region
@@ -299,10 +319,10 @@ class Filer:
         person_id = None
         person_ident = None
         if new.counterparty:
-            person_ident = identifier_for(
-                new.counterparty, line.region or region if line else region
-            )
-            person_id = _counterparty_id(session, person_ident, new.counterparty_name)
+            party_region = line.region or region if line else region
+            person_ident = identifier_for(new.counterparty, party_region)
+            aliases = [identifier_for(a, party_region) for a in new.counterparty_aliases]
+            person_id = _counterparty_id(session, person_ident, new.counterparty_name, aliases)
         duration = None
         if new.ended_at is not None:
             duration = int((new.ended_at - new.started_at).total_seconds() * 1000)
@@ -352,7 +372,7 @@ class Filer:
         session: Session,
         interaction_id: str,
         new: NewInteraction,
-        stored: list[_Stored],
+        stored: list[Stored],
         region: str,
     ) -> None:
         for party in new.participants:
@@ -420,7 +440,7 @@ class Filer:
                     media_id=media.media_id,
                     mime_type=media.mime_type,
                     sha256=obj.ref.sha256 if obj else media.sha256,
-                    state="stored" if obj else "failed",
+                    state="stored" if obj else ("pending" if media.pending else "failed"),
                 )
             )
 

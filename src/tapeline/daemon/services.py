@@ -9,5 +9,8 @@ from tapeline.daemon.recorder import Service
 def build_services(config: Config) -> list[Service]:
     """The recorder's services for this config (each is started before READY=1)."""
     services: list[Service] = []
-    del config  # capture paths add themselves here as they land
+    if config.whatsapp.listen:
+        from tapeline.daemon.whatsapp.service import WhatsappService  # noqa: PLC0415  # optional
+
+        services.append(WhatsappService(config))
     return services
