@@ -20,7 +20,7 @@ from tests.integration.whatsapp_support import (
     whatsapp_config,
 )
 
-CLIENT_TOKEN = "crm-client-token-0123456789"  # noqa: S105  # a throw-away test value
+CLIENT_TOKEN = "crm-client-token-0123456789"  # a throw-away test value
 
 
 @pytest.fixture

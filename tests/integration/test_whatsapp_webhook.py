@@ -482,7 +482,7 @@ async def test_query_by_party_returns_calls_and_messages_in_one_timeline(
         name="rita",
         roles=["reviewer"],
         teams=[],
-        password="a-long-reviewer-password",  # noqa: S106  # a throw-away test account
+        password="a-long-reviewer-password",  # a throw-away test account
         by=Actor.system("cli"),
     )
     for party in ("+972987654321", "bsuid:US.13491208655302741918"):

@@ -32,8 +32,8 @@ from tests.conftest import CORPUS, config_dict, free_port
 
 SECRET = b"tapeline-test-app-secret"
 OLD_SECRET = b"tapeline-previous-secret"
-VERIFY_TOKEN = "verify-me-please"  # noqa: S105  # a throw-away test value
-ACCESS_TOKEN = "test-access-token"  # noqa: S105  # a throw-away test value
+VERIFY_TOKEN = "verify-me-please"  # a throw-away test value
+ACCESS_TOKEN = "test-access-token"  # a throw-away test value
 PHONE_ID_ALICE = "1122334455667"
 PHONE_ID_BOB = "743897493242"
 PHONE_ID_CAROL = "106540352242922"
