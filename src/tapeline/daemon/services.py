@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from tapeline.config import Config
 from tapeline.daemon.recorder import Service
+from tapeline.events.publisher import MqttPublisher
 
 
 def build_services(config: Config) -> list[Service]:
     """The recorder's services for this config (each is started before READY=1)."""
     services: list[Service] = []
-    del config  # capture paths add themselves here as they land
+    if config.mqtt.url is not None:
+        services.append(MqttPublisher(config))
     return services
