@@ -209,6 +209,11 @@ class MqttPublisher:
                     self._address.port,
                     self._last_error,
                 )
+            except* Exception as group:
+                # Last-resort supervisor: a publisher bug must never stop the recording.
+                self._last_error = f"internal error: {group.exceptions[0]!r}"
+                failures += 1
+                log.exception("mqtt: publisher session failed; retrying")
             if self._stopping.is_set():
                 return
             delay = min(self._cfg.reconnect_max_delay, BACKOFF_MIN_S * 2 ** max(0, failures - 1))
@@ -394,6 +399,6 @@ class MqttPublisher:
                 await self._publish_stats()
             except PublishError:
                 pass  # the connection loop sees the same broker failure and reports it
-            except StorageError as exc:
+            except (StorageError, OSError) as exc:
                 log.warning("mqtt: outbox housekeeping failed: %s", exc)
             await asyncio.sleep(period)

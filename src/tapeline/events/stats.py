@@ -50,7 +50,10 @@ def collect_stats(
             select(func.count(Alarm.id)).where(Alarm.node_id == node, Alarm.cleared_at.is_(None))
         ).scalar_one()
     waiting = backlog(archive)
-    disk = shutil.disk_usage(archive.config.storage.path)
+    folder = archive.config.storage.path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the object folder appears with the first record
+    disk = shutil.disk_usage(folder)
     return {
         "active_calls": active_calls,
         "calls_filed_total": int(filed.get("call", 0)),
