@@ -177,6 +177,7 @@ class Collector:
         tls_context: Any = None,
     ) -> None:
         self.messages: list[Received] = []
+        self._events: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._kwargs: dict[str, Any] = {
             "hostname": "127.0.0.1",
@@ -212,10 +213,11 @@ class Collector:
                     async for message in client.messages:
                         payload = message.payload
                         assert isinstance(payload, bytes)
+                        received = Received(str(message.topic), payload, bool(message.retain))
                         async with self._changed:
-                            self.messages.append(
-                                Received(str(message.topic), payload, bool(message.retain))
-                            )
+                            self.messages.append(received)
+                            if "/event/" in received.topic:
+                                self._events.append(received.json())
                             self._changed.notify_all()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)  # retry interval while the broker restarts
@@ -230,7 +232,11 @@ class Collector:
 
     def events(self) -> list[dict[str, Any]]:
         """Every event payload received so far, in arrival order."""
-        return [m.json() for m in self.messages if "/event/" in m.topic]
+        return list(self._events)
+
+    @property
+    def event_count(self) -> int:
+        return len(self._events)
 
     def on(self, topic_leaf: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith("/" + topic_leaf)]

@@ -87,7 +87,7 @@ async def test_call_and_message_events_arrive_in_order_schema_valid_and_will_say
                 await asyncio.to_thread(_produce, archive)
             finally:
                 archive.close()
-            await sub.wait_for(lambda _: len(sub.events()) >= 4)
+            await sub.wait_for(lambda _: sub.event_count >= 4)
             events = [m for m in sub.messages if "/event/" in m.topic]
             assert [e.json()["type"] for e in events] == [
                 "call.started",
@@ -144,7 +144,7 @@ async def test_orderly_stop_publishes_retained_offline_and_parties_only_when_con
                     started_at=datetime(2026, 5, 1, tzinfo=UTC),
                     text="secret text",
                 )
-                await sub.wait_for(lambda _: len(sub.events()) >= 1)
+                await sub.wait_for(lambda _: sub.event_count >= 1)
             await sub.wait_for(lambda _: _status(sub)[-1] == b"offline")
         message = next(m for m in sub.messages if "/event/" in m.topic)
         validate_event(message.topic, message.json())

@@ -41,8 +41,7 @@ async def test_broker_down_then_back_delivers_all_1000_events_in_order(tmp_path:
             first_seq = 1
             await asyncio.to_thread(broker.stop)
             async with asyncio.timeout(10):
-                while publisher.connected:
-                    await asyncio.sleep(0.05)
+                await publisher.wait_until(connected=False)
             assert publisher.health()[0] == "warn"
 
             await asyncio.to_thread(emit_many, archive, 1000)
@@ -50,7 +49,7 @@ async def test_broker_down_then_back_delivers_all_1000_events_in_order(tmp_path:
 
             restarted = time.monotonic()
             await asyncio.to_thread(broker.start)
-            await sub.wait_for(lambda _: len(sub.events()) >= 1000, within=60)
+            await sub.wait_for(lambda _: sub.event_count >= 1000, within=60)
             drain_s = time.monotonic() - restarted
             log.info("1000 events delivered %.2f s after the broker restarted", drain_s)
 
@@ -60,8 +59,8 @@ async def test_broker_down_then_back_delivers_all_1000_events_in_order(tmp_path:
                 if "/event/" in message.topic:
                     validate_event(message.topic, message.json())
             async with asyncio.timeout(10):
-                while await asyncio.to_thread(unsent, archive):
-                    await asyncio.sleep(0.05)
+                await publisher.wait_until(connected=True, idle=True)
+            assert await asyncio.to_thread(unsent, archive) == 0
             assert publisher.health()[0] == "pass"
     finally:
         archive.close()
@@ -76,7 +75,7 @@ async def test_recorder_killed_while_draining_delivers_the_rest_after_restart(
     broker = Mosquitto()
     broker.start()
     data = config_dict(tmp_path)
-    data["mqtt"] = {"url": f"mqtt://127.0.0.1:{broker.port}"}
+    data["mqtt"] = {"url": f"mqtt://127.0.0.1:{broker.port}", "stats_interval": 0.5}
     config_path = tmp_path / "tapeline.toml"
     config_path.write_text(to_toml(data), encoding="utf-8")
     config = parse_config(data, source="test")
@@ -86,14 +85,17 @@ async def test_recorder_killed_while_draining_delivers_the_rest_after_restart(
         await asyncio.to_thread(emit_many, archive, total)
         async with Collector(broker.port) as sub:
             recorder.start()
-            await sub.wait_for(lambda _: len(sub.events()) >= 300, within=60)
+            await sub.wait_for(lambda _: sub.event_count >= 300, within=60)
             recorder.kill9()
             left = await asyncio.to_thread(unsent, archive)
             assert 0 < left < total  # killed mid-drain
 
             recorder.start()
             await sub.wait_for(
-                lambda _: len({e["seq"] for e in sub.events()}) >= total, within=120
+                lambda _: (
+                    sub.event_count >= total and len({e["seq"] for e in sub.events()}) >= total
+                ),
+                within=120,
             )
             events = sub.events()
             in_order_and_complete(events, set(range(1, total + 1)))
@@ -103,9 +105,11 @@ async def test_recorder_killed_while_draining_delivers_the_rest_after_restart(
                 len(events) - total,
                 left,
             )
-            async with asyncio.timeout(10):
-                while await asyncio.to_thread(unsent, archive):
-                    await asyncio.sleep(0.05)
+            # The retained stats of the restarted recorder report an empty outbox.
+            await sub.wait_for(
+                lambda _: any(m.json()["outbox_depth"] == 0 for m in sub.on("stats")), within=10
+            )
+            assert await asyncio.to_thread(unsent, archive) == 0
     finally:
         recorder.stop()
         archive.close()

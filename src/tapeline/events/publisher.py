@@ -120,12 +120,27 @@ class MqttPublisher:
         self._last_error = "not connected yet"
         self._backlog_depth = 0
         self._started_at = utcnow()
+        self._changed = asyncio.Condition()
+        self._idle = False
         self.counters = PublisherCounters()
 
     @property
     def connected(self) -> bool:
         """True while a broker session is up."""
         return self._client is not None
+
+    async def wait_until(self, *, connected: bool, idle: bool = False) -> None:
+        """Wait until the session is (not) up and, with `idle`, the outbox was found empty."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.connected == connected and (self._idle or not idle)
+            )
+
+    async def _notify(self, *, idle: bool | None = None) -> None:
+        async with self._changed:
+            if idle is not None:
+                self._idle = idle
+            self._changed.notify_all()
 
     # --- Service protocol -------------------------------------------------------------------
 
@@ -190,6 +205,7 @@ class MqttPublisher:
             will=aiomqtt.Will(self._topics.status, STATUS_OFFLINE, qos=1, retain=True),
             clean_session=None if v5 else True,
             keepalive=KEEPALIVE_S,
+            max_inflight_messages=BATCH,
             tls_context=context,
             logger=logging.getLogger("tapeline.events.paho"),
         )
@@ -231,6 +247,7 @@ class MqttPublisher:
                 await client.publish(self._topics.status, STATUS_ONLINE, qos=1, retain=True)
                 await client.publish(self._topics.info, self._info(), qos=1, retain=True)
                 self._client = client
+                await self._notify()
                 try:
                     await self._publish_stats()
                     async with asyncio.TaskGroup() as group:
@@ -248,6 +265,7 @@ class MqttPublisher:
                     )
                 finally:
                     self._client = None
+                    await self._notify(idle=False)
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:
@@ -290,8 +308,10 @@ class MqttPublisher:
         while True:
             batch = await asyncio.to_thread(self._next_batch, archive)
             if not batch:
+                await self._notify(idle=True)
                 await asyncio.sleep(POLL_S)
                 continue
+            await self._notify(idle=False)
             results = await asyncio.gather(
                 *(
                     client.publish(out.topic, out.payload, qos=1, properties=self._properties(out))
