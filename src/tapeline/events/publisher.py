@@ -69,6 +69,21 @@ class _Outgoing:
     event_id: str
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails.
+
+    paho-mqtt 2.2.0 (`Client._ssl_wrap_socket`) leaves the socket open when `do_handshake()`
+    raises, so every refused attempt (wrong CA, wrong name) would leak a descriptor until GC.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:  # noqa: FBT001, FBT002  # stdlib signature
+        try:
+            super().do_handshake(block)
+        except OSError:
+            self.close()
+            raise
+
+
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     """Verify the broker's certificate and host name (system CAs or `mqtt.ca_file`), TLS >= 1.2.
 
@@ -79,6 +94,7 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.sslsocket_class = _ClosingSSLSocket
         if cfg.client_cert_file is not None:
             key = "mqtt.client_cert_file"
             keyfile = str(cfg.client_key_file) if cfg.client_key_file else None
@@ -131,10 +147,17 @@ class MqttPublisher:
 
     async def wait_until(self, *, connected: bool, idle: bool = False) -> None:
         """Wait until the session is (not) up and, with `idle`, the outbox was found empty."""
+        await self.wait_for(lambda p: p.connected == connected and (p.idle or not idle))
+
+    async def wait_for(self, predicate: Callable[[MqttPublisher], bool]) -> None:
+        """Wait until `predicate(self)` holds; it is checked after every state change."""
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: self.connected == connected and (self._idle or not idle)
-            )
+            await self._changed.wait_for(lambda: predicate(self))
+
+    @property
+    def idle(self) -> bool:
+        """True when the last look at the outbox found nothing to send."""
+        return self._idle
 
     async def _notify(self, *, idle: bool | None = None) -> None:
         async with self._changed:
@@ -219,6 +242,7 @@ class MqttPublisher:
             except* (PublishError, StorageError) as group:
                 self._last_error = str(group.exceptions[0])
                 failures += 1
+                self.counters.mqtt_failures_total += 1
                 log.warning(
                     "mqtt: broker %s:%d unavailable: %s",
                     self._address.host,
@@ -229,7 +253,9 @@ class MqttPublisher:
                 # Last-resort supervisor: a publisher bug must never stop the recording.
                 self._last_error = f"internal error: {group.exceptions[0]!r}"
                 failures += 1
+                self.counters.mqtt_failures_total += 1
                 log.exception("mqtt: publisher session failed; retrying")
+            await self._notify()
             if self._stopping.is_set():
                 return
             delay = min(self._cfg.reconnect_max_delay, BACKOFF_MIN_S * 2 ** max(0, failures - 1))

@@ -26,6 +26,7 @@ class PublisherCounters:
     events_published_total: int = 0
     outbox_dropped_total: int = 0
     mqtt_connects_total: int = 0
+    mqtt_failures_total: int = 0
 
 
 def collect_stats(
@@ -69,4 +70,5 @@ def collect_stats(
         "outbox_dropped_total": counters.outbox_dropped_total,
         "events_published_total": counters.events_published_total,
         "mqtt_connects_total": counters.mqtt_connects_total,
+        "mqtt_failures_total": counters.mqtt_failures_total,
     }
