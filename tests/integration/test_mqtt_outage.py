@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from tapeline.archive.core import Archive
+from tapeline.archive.models import Alarm
+from tapeline.archive.nodes import active_alarms
 from tapeline.config import parse_config
-from tests.conftest import config_dict
+from tapeline.daemon.recorder import Runtime
+from tapeline.events.publisher import ALARM_BACKLOG, ALARM_DROPPED, MqttPublisher
+from tests.conftest import config_dict, free_port
 from tests.integration.mqtt_support import (
     Collector,
     Mosquitto,
@@ -114,3 +118,30 @@ async def test_recorder_killed_while_draining_delivers_the_rest_after_restart(
         recorder.stop()
         archive.close()
         broker.cleanup()
+
+
+async def test_publisher_drops_past_the_bound_with_an_alarm_while_the_broker_is_away(
+    tmp_path: Path,
+) -> None:
+    data = config_dict(tmp_path)
+    data["mqtt"] = {"url": f"mqtt://127.0.0.1:{free_port()}", "outbox_max_rows": 5}
+    config = parse_config(data, source="t")
+    archive = Archive.open(config)
+    try:
+        await asyncio.to_thread(emit_many, archive, 12)
+        publisher = MqttPublisher(config)
+        runtime = Runtime(archive=archive, active_calls={})
+        await publisher.start(runtime)
+        task = asyncio.create_task(publisher.run())
+        async with asyncio.timeout(10):
+            await publisher.wait_for(lambda p: p.counters.outbox_dropped_total > 0)
+        await publisher.stop()
+        await task
+        assert publisher.counters.outbox_dropped_total == 7
+        alarms: list[Alarm] = active_alarms(archive)
+        assert sorted(a.code for a in alarms) == [ALARM_BACKLOG, ALARM_DROPPED]
+        alarms = [a for a in alarms if a.code == ALARM_DROPPED]
+        assert "7 events dropped unpublished (seq 1..7)" in alarms[0].message
+        assert runtime.health_checks["mqtt"]()[0] == "warn"
+    finally:
+        archive.close()

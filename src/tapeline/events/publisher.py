@@ -442,6 +442,7 @@ class MqttPublisher:
         while True:
             try:
                 await asyncio.to_thread(self._bounds, archive)
+                await self._notify()
                 await self._publish_stats()
             except PublishError:
                 pass  # the connection loop sees the same broker failure and reports it
