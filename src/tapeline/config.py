@@ -16,9 +16,11 @@ import json
 import os
 import socket
 import tomllib
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -167,6 +169,11 @@ class WhatsappConfig(_Section):
         return value
 
 
+_MQTT_SCHEMES = ("mqtt", "mqtts")
+MQTT_PORT = 1883
+MQTTS_PORT = 8883
+
+
 class MqttConfig(_Section):
     """`[mqtt]`: the monitoring broker (events are kept in the outbox while it is away)."""
 
@@ -174,6 +181,57 @@ class MqttConfig(_Section):
     password_file: Path | None = None
     include_parties: bool = False
     stats_interval: float = Field(default=30.0, gt=0)
+    protocol: Literal["5", "3.1.1"] = "5"
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    tls_verify: bool = True
+    reconnect_max_delay: float = Field(default=60.0, ge=1)
+    outbox_max_age: float = Field(default=7 * 86400.0, gt=0)
+    outbox_max_rows: int = Field(default=100_000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_broker_url(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerAddress:
+    """Where the broker is, from `mqtt.url`."""
+
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Split `mqtt://host[:port]` or `mqtts://[user@]host[:port]`.
+
+    Raises:
+        ValueError: another scheme, no host, a bad port, or a password in the URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _MQTT_SCHEMES:
+        raise ValueError(f"{url!r}: expected mqtt://HOST[:PORT] or mqtts://[USER@]HOST[:PORT]")
+    if parts.password is not None:
+        raise ValueError("the password goes in mqtt.password_file, never in the URL")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: bad port") from exc
+    if not parts.hostname or parts.path not in {"", "/"}:
+        raise ValueError(f"{url!r}: expected HOST[:PORT] and nothing after it")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(
+        tls=tls,
+        host=parts.hostname,
+        port=port or (MQTTS_PORT if tls else MQTT_PORT),
+        username=unquote(parts.username) if parts.username else None,
+    )
 
 
 class WebConfig(_Section):

@@ -25,6 +25,7 @@ from tapeline.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_S = 30
+READ_ONLY_OPTION = "tapeline_read_only"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -40,7 +41,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads take no write lock (WAL readers never block the writer, nor it them).
+        reading = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -86,6 +89,9 @@ class Index:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True) -> Index:
@@ -110,9 +116,9 @@ class Index:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries (also one transaction, so reads see one snapshot)."""
+        """A session for queries (one transaction, so reads see one snapshot; no write lock)."""
         try:
-            with self._sessions() as session, session.begin():
+            with self._read_sessions() as session, session.begin():
                 yield session
         except SQLAlchemyError as exc:
             raise StorageError(f"index read failed: {exc.__class__.__name__}: {exc}") from exc

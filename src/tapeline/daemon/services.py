@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tapeline.config import Config
 from tapeline.daemon.recorder import Service
+from tapeline.events.publisher import MqttPublisher
 
 
 def build_services(config: Config) -> list[Service]:
@@ -13,4 +14,6 @@ def build_services(config: Config) -> list[Service]:
         from tapeline.daemon.whatsapp.service import WhatsappService  # noqa: PLC0415  # optional
 
         services.append(WhatsappService(config))
+    if config.mqtt.url is not None:
+        services.append(MqttPublisher(config))
     return services

@@ -1,0 +1,74 @@
+"""The retained `stats` topic: one flat JSON object of numbers (operations §2.1, §2.9).
+
+Flat, numeric and stable in name so mqtt2prometheus, Telegraf and Zabbix JSONPath items read it
+without a schema. Figures come from the index (shared by every process of the node) and from the
+recorder's own counters.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from tapeline.archive.core import Archive
+from tapeline.archive.models import Alarm, Interaction, Stream, utcnow
+from tapeline.events.backlog import backlog
+
+Number = int | float
+
+
+@dataclass(slots=True, kw_only=True)
+class PublisherCounters:
+    """What the publisher counts itself (since the process started)."""
+
+    events_published_total: int = 0
+    outbox_dropped_total: int = 0
+    mqtt_connects_total: int = 0
+    mqtt_failures_total: int = 0
+
+
+def collect_stats(
+    archive: Archive, *, active_calls: int, counters: PublisherCounters
+) -> dict[str, Number]:
+    """Gather the node's figures (blocking: run it in a thread)."""
+    node = archive.node_id
+    with archive.index.read() as session:
+        filed = dict(
+            session.execute(
+                select(Interaction.kind, func.count(Interaction.id))
+                .where(Interaction.source_node == node)
+                .group_by(Interaction.kind)
+            ).all()
+        )
+        lost = session.execute(
+            select(func.coalesce(func.sum(Stream.quality["lost"].as_integer()), 0))
+            .join(Interaction, Interaction.id == Stream.interaction_id)
+            .where(Interaction.source_node == node)
+        ).scalar_one()
+        alarms = session.execute(
+            select(func.count(Alarm.id)).where(Alarm.node_id == node, Alarm.cleared_at.is_(None))
+        ).scalar_one()
+    waiting = backlog(archive)
+    folder = archive.config.storage.path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the object folder appears with the first record
+    disk = shutil.disk_usage(folder)
+    return {
+        "active_calls": active_calls,
+        "calls_filed_total": int(filed.get("call", 0)),
+        "messages_filed_total": int(filed.get("message", 0)),
+        "capture_failures_total": int(filed.get("capture_failure", 0)),
+        "packets_lost_total": int(lost),
+        "disk_used_bytes": disk.used,
+        "disk_free_bytes": disk.free,
+        "disk_used_ratio": round(disk.used / disk.total, 4) if disk.total else 0.0,
+        "alarms_active": int(alarms),
+        "outbox_depth": waiting.depth,
+        "outbox_oldest_age_s": round(waiting.age_s(utcnow()), 3),
+        "outbox_dropped_total": counters.outbox_dropped_total,
+        "events_published_total": counters.events_published_total,
+        "mqtt_connects_total": counters.mqtt_connects_total,
+        "mqtt_failures_total": counters.mqtt_failures_total,
+    }
