@@ -24,7 +24,7 @@ from tests.conftest import config_dict
 from tests.integration.mqtt_support import Collector, Mosquitto, running_publisher, validate_event
 
 USER = "tapeline"
-PASSWORD = "correct horse battery"  # noqa: S105  # a throw-away broker account
+PASSWORD = "correct horse battery"  # a throw-away broker account
 
 
 @dataclass(frozen=True, slots=True)
