@@ -23,7 +23,7 @@ async def test_readyz_warns_while_the_broker_is_away_and_passes_once_it_is_back(
     data["mqtt"] = {"url": f"mqtt://127.0.0.1:{port}", "reconnect_max_delay": 1.0}
     config = parse_config(data, source="test")
     services = build_services(config)
-    publisher = services[0]
+    publisher = next(s for s in services if s.name == "mqtt")
     assert isinstance(publisher, MqttPublisher)
     recorder = Recorder(config, services=services)
     running = asyncio.create_task(recorder.run())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from tapeline.config import Config
+from tapeline.daemon.diskwatch import DiskWatch
 from tapeline.daemon.recorder import Service
 from tapeline.events.publisher import MqttPublisher
 
 
 def build_services(config: Config) -> list[Service]:
     """The recorder's services for this config (each is started before READY=1)."""
-    services: list[Service] = []
+    services: list[Service] = [DiskWatch(config)]
     if config.whatsapp.listen:
         from tapeline.daemon.whatsapp.service import WhatsappService  # noqa: PLC0415  # optional
 
