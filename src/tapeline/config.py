@@ -103,6 +103,7 @@ class SiprecConfig(_Section):
 
     listen: list[str] = Field(default_factory=lambda: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"])
     rtp_ports: str = "20000-29999"
+    media_address: str | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None

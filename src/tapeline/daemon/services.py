@@ -11,6 +11,10 @@ from tapeline.events.publisher import MqttPublisher
 def build_services(config: Config) -> list[Service]:
     """The recorder's services for this config (each is started before READY=1)."""
     services: list[Service] = [DiskWatch(config)]
+    if config.siprec.listen:
+        from tapeline.daemon.siprec.service import SiprecService  # noqa: PLC0415  # optional
+
+        services.append(SiprecService(config))
     if config.whatsapp.listen:
         from tapeline.daemon.whatsapp.service import WhatsappService  # noqa: PLC0415  # optional
 

@@ -69,11 +69,14 @@ def test_every_event_type_has_a_schema_and_a_section_in_the_docs() -> None:
 
 def test_build_services_adds_the_publisher_only_with_a_url(tmp_path: Path) -> None:
     data = config_dict(tmp_path)
-    assert [s.name for s in build_services(parse_config(data, source="t"))] == ["diskwatch"]
+    assert [s.name for s in build_services(parse_config(data, source="t"))] == [
+        "diskwatch",
+        "siprec",
+    ]
     data["mqtt"] = {"url": "mqtt://127.0.0.1:1883"}
     services = build_services(parse_config(data, source="t"))
-    assert [s.name for s in services] == ["diskwatch", "mqtt"]
-    assert isinstance(services[1], MqttPublisher)
+    assert [s.name for s in services] == ["diskwatch", "siprec", "mqtt"]
+    assert isinstance(services[2], MqttPublisher)
 
 
 def test_bounds_drop_the_oldest_rows_past_max_rows(archive: Archive) -> None:

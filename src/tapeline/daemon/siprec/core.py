@@ -1,0 +1,392 @@
+"""The SIPREC recording server's session core (RFC 7866), without sockets or clocks.
+
+Theory of operation: datagrams (or framed stream messages) and `now` go in; actions come out:
+`Send` (bytes for a peer), `Opened` (a recording session was accepted: open its RTP ports) and
+`Closed` (BYE, CANCEL, timeout or shutdown: finish and file it). SIP transactions and dialogs are
+`tapeline.proto.sip`'s; SDP and rs-metadata are `tapeline.proto.sdp` and `tapeline.proto.siprec`'s.
+The core decides only what a recording server must: who may record here (trunks, 403 before a
+port is taken), what to answer (recvonly SDP with labels echoed, `+sip.srs`), and which stream is
+the recorded employee line (channel 0) and which the other party (channel 1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tapeline.config import Trunk
+from tapeline.daemon.siprec.ports import PortPool, PortPoolExhausted
+from tapeline.proto.errors import ParseError, SipParseError
+from tapeline.proto.sdp import SessionDescription, build_answer, parse_sdp, serialize_sdp
+from tapeline.proto.sip import (
+    AckReceived,
+    Address,
+    Dialog,
+    DialogSet,
+    InviteCancelled,
+    LayerOutput,
+    RequestReceived,
+    SendBytes,
+    SipRequest,
+    TransactionKey,
+    TransactionLayer,
+    TransactionTimedOut,
+    build_response,
+    parse_datagram,
+    parse_multipart,
+)
+from tapeline.proto.siprec import RecordingMetadata, apply_update, map_channels, parse_metadata
+from tapeline.proto.siprec.channels import ChannelMap
+
+SDP = "application/sdp"
+RS_METADATA = "application/rs-metadata+xml"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+ACCEPT = f"{SDP}, {RS_METADATA}, multipart/mixed"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Bytes to send to a peer."""
+
+    data: bytes
+    addr: Address
+
+
+@dataclass(slots=True, kw_only=True)
+class CallSession:
+    """One recording session (one SIPREC dialog)."""
+
+    call_id: str
+    peer: Address
+    trunk: str
+    started_wall: datetime
+    started: float
+    offer: SessionDescription
+    metadata: RecordingMetadata | None
+    raw_metadata: list[bytes]
+    channel_map: ChannelMap | None
+    port_base: int
+    port_count: int
+    labels: tuple[str | None, ...]
+    codecs: tuple[dict[int, tuple[str, int]], ...]
+    answer: bytes
+    invite: bytes = b""
+    dialog: Dialog | None = None
+    ended: float | None = None
+    end_reason: str = ""
+    version: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def channel_of(self, index: int) -> int:
+        """Channel of m-line `index`: by the channel map's labels, else by m-line order."""
+        label = self.labels[index]
+        if self.channel_map is not None and label is not None:
+            if label == self.channel_map.employee_label:
+                return 0
+            if label == self.channel_map.other_label:
+                return 1
+        return min(index, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A session was answered 200: open its media ports."""
+
+    session: CallSession
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A session ended: finish its media and file it."""
+
+    session: CallSession
+
+
+Action = Send | Opened | Closed
+
+
+def _media_address(addr: Address) -> str:
+    return addr[0]
+
+
+class SrsCore:
+    """Accepts, answers and ends SIPREC sessions; one instance per listener set."""
+
+    def __init__(  # noqa: PLR0913  # everything the core needs, given, never looked up
+        self,
+        *,
+        trunks: Sequence[Trunk],
+        lines: Collection[str],
+        normalise: Callable[[str], str | None],
+        ports: PortPool,
+        media_address: str,
+        contact: str,
+        refuse_new: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.layer = TransactionLayer()
+        self.dialogs = DialogSet()
+        self.sessions: dict[str, CallSession] = {}
+        self.trunks = list(trunks)
+        self.lines = set(lines)
+        self._normalise = normalise
+        self._ports = ports
+        self._media_address = media_address
+        self._contact = contact
+        self._refuse_new = refuse_new
+        self._ids = itertools.count(1)
+        self.malformed = 0
+        self._invite_keys: dict[TransactionKey, str] = {}
+
+    # --- input --------------------------------------------------------------------------
+
+    def receive_datagram(
+        self, data: bytes, addr: Address, now: float, wall: datetime
+    ) -> list[Action]:
+        """One UDP datagram from `addr`."""
+        try:
+            message = parse_datagram(data)
+        except SipParseError:
+            self.malformed += 1
+            return []
+        if not isinstance(message, SipRequest):
+            return []  # responses to requests we never send
+        return self.receive_request(message, addr, now, wall, reliable=False)
+
+    def receive_request(
+        self, request: SipRequest, addr: Address, now: float, wall: datetime, *, reliable: bool
+    ) -> list[Action]:
+        """One parsed request (from a datagram or a stream framer)."""
+        outputs = self.layer.receive_request(request, addr=addr, reliable=reliable, now=now)
+        return self._dispatch(outputs, addr, now, wall)
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` must next be called."""
+        return self.layer.get_timer()
+
+    def handle_timer(self, now: float, wall: datetime) -> list[Action]:
+        """Fire due SIP timers."""
+        return self._dispatch(self.layer.handle_timer(now), None, now, wall)
+
+    def end_all(self, now: float, reason: str) -> list[Action]:
+        """Close every open session (shutdown): they are filed, marked incomplete."""
+        actions: list[Action] = []
+        for call_id in list(self.sessions):
+            actions.extend(self._close(call_id, now, reason))
+        return actions
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(
+        self, outputs: list[LayerOutput], addr: Address | None, now: float, wall: datetime
+    ) -> list[Action]:
+        actions: list[Action] = []
+        for output in outputs:
+            if isinstance(output, SendBytes):
+                actions.append(Send(output.data, output.addr))
+            elif isinstance(output, RequestReceived):
+                answered = self._answer(output, output.addr, now, wall)
+                actions.extend(answered)
+            elif isinstance(output, AckReceived):
+                dialog = self.dialogs.match(output.request)
+                if dialog is not None:
+                    dialog.receive_request(output.request)
+            elif isinstance(output, InviteCancelled):
+                actions.extend(self._close(output.cancel.call_id, now, "cancelled"))
+            elif isinstance(output, TransactionTimedOut):
+                call_id = self._invite_keys.pop(output.key, None)
+                if call_id is not None:
+                    actions.extend(self._close(call_id, now, "no ACK"))
+        del addr
+        self.dialogs.remove_terminated()
+        return actions
+
+    def _respond(
+        self, event: RequestReceived, status: int, now: float, **kwargs: object
+    ) -> list[Action]:
+        response = build_response(event.request, status, **kwargs)  # type: ignore[arg-type]  # keyword pass-through
+        return [
+            Send(o.data, o.addr)
+            for o in self.layer.send_response(event.key, response, now=now)
+            if isinstance(o, SendBytes)
+        ]
+
+    def _answer(  # noqa: PLR0911  # one answer per request kind
+        self, event: RequestReceived, addr: Address, now: float, wall: datetime
+    ) -> list[Action]:
+        req = event.request
+        if req.method == "OPTIONS":
+            return self._respond(
+                event,
+                200,
+                now,
+                headers=[("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", "siprec")],
+            )
+        if req.to_addr.tag is None:
+            if req.method != "INVITE":
+                return self._respond(event, 481, now)
+            return self._new_session(event, addr, now, wall)
+        dialog = self.dialogs.match(req)
+        if dialog is None:
+            return self._respond(event, 481, now)
+        reject = dialog.receive_request(req)
+        if reject is not None:
+            return self._respond(event, reject.status_code, now, reason=reject.reason)
+        session = self.sessions.get(req.call_id)
+        if req.method == "BYE":
+            actions = self._respond(event, 200, now)
+            return actions + self._close(req.call_id, now, "bye")
+        if req.method in {"INVITE", "UPDATE"} and session is not None:
+            self._update(session, req)
+            session.version += 1
+            return self._respond(
+                event, 200, now, contact=self._contact, body=session.answer, content_type=SDP
+            )
+        return self._respond(event, 200, now)
+
+    def _trunk(self, addr: Address) -> Trunk | None:
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return None
+        for trunk in self.trunks:
+            for match in trunk.match:
+                if not match.startswith("cert:") and ip in ipaddress.ip_network(
+                    match, strict=False
+                ):
+                    return trunk
+        return None
+
+    def _split_body(self, req: SipRequest) -> tuple[bytes, list[bytes]]:
+        """The SDP and the rs-metadata parts of an INVITE body.
+
+        Raises:
+            SipParseError: with the status to answer (415 for an unusable body).
+        """
+        content_type = req.content_type
+        if content_type is None:
+            raise SipParseError("INVITE without a body", status_hint=415)
+        if content_type.media_type == SDP:
+            return req.body, []
+        if content_type.media_type != "multipart/mixed" or not content_type.boundary:
+            raise SipParseError(f"unsupported body {content_type.media_type}", status_hint=415)
+        sdp, metadata = None, []
+        for part in parse_multipart(req.body, content_type.boundary):
+            part_type = part.content_type.media_type if part.content_type else ""
+            if part_type == SDP and sdp is None:
+                sdp = part.body
+            elif part_type == RS_METADATA:
+                metadata.append(part.body)
+        if sdp is None:
+            raise SipParseError("multipart INVITE without SDP", status_hint=415)
+        return sdp, metadata
+
+    def _new_session(  # noqa: PLR0911  # one refusal per reason
+        self, event: RequestReceived, addr: Address, now: float, wall: datetime
+    ) -> list[Action]:
+        req = event.request
+        trunk = self._trunk(addr)
+        if trunk is None:
+            return self._respond(event, 403, now, reason="Not a configured recording source")
+        refusal = self._refuse_new()
+        if refusal is not None:
+            return self._respond(event, 503, now, reason=refusal)
+        try:
+            sdp_bytes, raw_metadata = self._split_body(req)
+            offer = parse_sdp(sdp_bytes)
+            metadata = parse_metadata(raw_metadata[0]) if raw_metadata else None
+        except SipParseError as exc:
+            return self._respond(event, exc.status_hint, now)
+        except ParseError:
+            return self._respond(event, 400, now, reason="Bad SDP or recording metadata")
+        count = len(offer.media)
+        try:
+            base = self._ports.allocate(count)
+        except PortPoolExhausted:
+            return self._respond(event, 503, now, reason="No media ports free")
+        answer = build_answer(
+            offer,
+            address=self._media_address,
+            ports=[base + 2 * i for i in range(count)],
+            session_id=next(self._ids),
+            session_version=1,
+        )
+        if all(m.port == 0 for m in answer.media):
+            self._ports.release(base, count)
+            return self._respond(event, 488, now)
+        labels = tuple(m.label for m in offer.media)
+        channel_map = None
+        if metadata is not None:
+            channel_map = map_channels(
+                metadata,
+                provisioned_lines=self.lines,
+                sdp_labels=[lbl or "" for lbl in labels],
+                normalise=self._normalise,
+            )
+        codecs = tuple(
+            {pt: (rm.encoding, rm.clock_rate) for pt, rm in m.rtpmaps.items()} if a.port else {}
+            for m, a in zip(offer.media, answer.media, strict=True)
+        )
+        body = serialize_sdp(answer).encode()
+        tag = f"srs{next(self._ids)}"
+        response = build_response(
+            req, 200, to_tag=tag, contact=self._contact, body=body, content_type=SDP
+        )
+        dialog = Dialog.from_invite(req, local_tag=tag)
+        dialog.response_sent(response)
+        self.dialogs.add(dialog)
+        session = CallSession(
+            call_id=req.call_id,
+            peer=addr,
+            trunk=trunk.name,
+            started_wall=wall,
+            started=now,
+            offer=offer,
+            metadata=metadata,
+            raw_metadata=raw_metadata,
+            channel_map=channel_map,
+            port_base=base,
+            port_count=count,
+            labels=labels,
+            codecs=codecs,
+            answer=body,
+            dialog=dialog,
+            invite=req.raw,
+        )
+        self.sessions[req.call_id] = session
+        self._invite_keys[event.key] = req.call_id
+        sends = [
+            Send(o.data, o.addr)
+            for o in self.layer.send_response(event.key, response, now=now)
+            if isinstance(o, SendBytes)
+        ]
+        return [*sends, Opened(session)]
+
+    def _update(self, session: CallSession, req: SipRequest) -> None:
+        try:
+            _, raw = self._split_body(req)
+        except SipParseError:
+            return
+        for body in raw:
+            try:
+                update = parse_metadata(body)
+            except ParseError:
+                session.notes.append("unparsable metadata update kept raw")
+                session.raw_metadata.append(body)
+                continue
+            session.raw_metadata.append(body)
+            session.metadata = (
+                update if session.metadata is None else apply_update(session.metadata, update)
+            )
+
+    def _close(self, call_id: str, now: float, reason: str) -> list[Action]:
+        session = self.sessions.pop(call_id, None)
+        if session is None:
+            return []
+        session.ended = now
+        session.end_reason = reason
+        self._invite_keys = {k: v for k, v in self._invite_keys.items() if v != call_id}
+        self._ports.release(session.port_base, session.port_count)
+        return [Closed(session)]

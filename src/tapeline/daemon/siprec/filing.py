@@ -1,0 +1,120 @@
+"""Turn a finished SIPREC session and its media into the one filing path's `NewInteraction`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from datetime import timedelta
+
+from tapeline.archive.filing import (
+    AttachmentIn,
+    NewInteraction,
+    PartyIn,
+    RecordingIn,
+    StreamIn,
+)
+from tapeline.daemon.siprec.core import CallSession
+from tapeline.media.recording import encode_flac, encode_opus
+from tapeline.media.session import MediaResult
+
+MIN_AUDIO_PACKETS = 1
+
+
+def _parties(
+    session: CallSession, normalise: dict[str, str | None]
+) -> tuple[str | None, str | None, list[PartyIn]]:
+    """(employee line, counterparty, participants) from the metadata and the channel map."""
+    meta = session.metadata
+    cmap = session.channel_map
+    parties: list[PartyIn] = []
+    line = other = None
+    if meta is None:
+        return None, None, parties
+    for participant in meta.participants:
+        if not participant.name_ids:
+            continue
+        aor = participant.name_ids[0].aor
+        number = normalise.get(aor)
+        role = "other"
+        if cmap is not None and participant.participant_id == cmap.employee_participant_id:
+            role = "employee"
+            line = number
+        elif cmap is not None and participant.participant_id in cmap.other_participant_ids:
+            role = "counterparty"
+            other = other or number or aor
+        parties.append(
+            PartyIn(role=role, identifier=number or aor, display_name=participant.name_ids[0].name)
+        )
+    return line, other, parties
+
+
+def build_interaction(  # noqa: PLR0913  # everything the record is made of
+    session: CallSession,
+    result: MediaResult,
+    *,
+    lines: set[str],
+    normalised: dict[str, str | None],
+    storage_format: str,
+    incomplete: bool,
+) -> NewInteraction:
+    """The record of one session: a call with its recording, or a capture failure with a reason."""
+    assert session.ended is not None  # noqa: S101  # only closed sessions are filed
+    ended_wall = session.started_wall + timedelta(seconds=session.ended - session.started)
+    line, other, parties = _parties(session, normalised)
+    if line not in lines:
+        line = None
+    streams = [
+        StreamIn(
+            label=session.labels[index] if index < len(session.labels) else None,
+            ssrc=q.ssrcs[0] if q.ssrcs else None,
+            codec=None,
+            channel=q.channel,
+            quality={k: v for k, v in asdict(q).items() if k != "ssrcs"},
+        )
+        for index, q in enumerate(result.quality)
+    ]
+    received = sum(q.received for q in result.quality)
+    auth_failures = sum(q.srtp_auth_failures for q in result.quality)
+    attachments = [
+        AttachmentIn(kind="rs_metadata", media_type="application/rs-metadata+xml", data=b)
+        for b in session.raw_metadata
+    ]
+    base = NewInteraction(
+        channel="voice",
+        kind="call",
+        direction="unknown",
+        started_at=session.started_wall,
+        ended_at=ended_wall,
+        source_path="siprec",
+        line_number=line,
+        counterparty=other,
+        participants=parties,
+        streams=streams,
+        attachments=attachments,
+        sip_call_id=session.call_id,
+        incomplete=incomplete,
+        details={
+            "trunk": session.trunk,
+            "end_reason": session.end_reason,
+            "channel_rule": str(session.channel_map.rule) if session.channel_map else None,
+            "notes": session.notes,
+        },
+    )
+    if received < MIN_AUDIO_PACKETS:
+        reason = "srtp_auth_failed" if auth_failures else "no_rtp"
+        return replace(base, kind="capture_failure", outcome=reason)
+    encoded = (encode_opus if storage_format == "opus" else encode_flac)(
+        result.stereo, result.sample_rate
+    )
+    recording = RecordingIn(
+        data=encoded,
+        format=storage_format,
+        sample_rate=result.sample_rate,
+        channels=2,
+        duration_ms=round(len(result.stereo) * 1000 / result.sample_rate),
+        channel_map=[{"channel": 0, "role": "employee"}, {"channel": 1, "role": "counterparty"}],
+    )
+    return replace(
+        base,
+        outcome="one_way" if result.one_way else "recorded",
+        recording=recording,
+    )

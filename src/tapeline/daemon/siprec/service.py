@@ -1,0 +1,408 @@
+"""The SIPREC listener in the recorder: thin asyncio adapters around `SrsCore`.
+
+Each accepted session gets its RTP/RTCP ports bound, a journal in the spool and a media session.
+Every received media datagram is journaled (as a pcapng packet, sealed and fsynced every second)
+before it is decoded. At the end the session is rendered, encoded and filed off the event loop;
+its journal is removed only once filing succeeded. A session still open at shutdown is filed
+marked incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tapeline.archive.core import Archive
+from tapeline.archive.filing import Filer
+from tapeline.archive.journal import JournalWriter
+from tapeline.archive.nodes import raise_alarm
+from tapeline.archive.parties import normalise_number
+from tapeline.config import Config
+from tapeline.daemon.recorder import Runtime
+from tapeline.daemon.siprec.core import Action, CallSession, Closed, Opened, Send, SrsCore
+from tapeline.daemon.siprec.filing import build_interaction
+from tapeline.daemon.siprec.ports import PortPool
+from tapeline.errors import TapelineError
+from tapeline.events.envelope import EventType
+from tapeline.events.outbox import emit
+from tapeline.media.formats import PayloadFormat
+from tapeline.media.session import MediaSession, MediaStream
+from tapeline.proto.errors import SipParseError
+from tapeline.proto.net import PcapngWriter, build_udp_frame
+from tapeline.proto.sip import NEED_DATA, SipFramer, SipRequest
+
+log = logging.getLogger(__name__)
+LINKTYPE_ETHERNET = 1
+FLUSH_INTERVAL_S = 1.0
+WILDCARDS = frozenset({"0.0.0.0", "::"})  # noqa: S104  # compared with, never bound
+
+
+@dataclass(slots=True)
+class _Live:
+    session: CallSession
+    journal: JournalWriter
+    media: MediaSession
+    transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, service: SiprecService, live: _Live, stream: MediaStream, port: int) -> None:
+        self._service = service
+        self._live = live
+        self._stream = stream
+        self._port = port
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self._service.media_received(self._live, self._stream, self._port, data, addr)
+
+
+class _SipUdp(asyncio.DatagramProtocol):
+    def __init__(self, service: SiprecService) -> None:
+        self._service = service
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        peer = (str(addr[0]), int(addr[1]))
+        self._service.sip_datagram(self, data, peer)
+
+
+class SiprecService:
+    """The recorder service for `siprec.listen`."""
+
+    name = "siprec"
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._archive: Archive | None = None
+        self._active: dict[str, int] = {}
+        self._core: SrsCore | None = None
+        self._udp: list[_SipUdp] = []
+        self._servers: list[asyncio.Server] = []
+        self._live: dict[str, _Live] = {}
+        self._streams: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._pcap = PcapngWriter()
+        self._filing: set[asyncio.Task[None]] = set()
+        host = config.siprec.media_address or self._first_host()
+        self._media_address = host
+
+    def _first_host(self) -> str:
+        for entry in self._config.siprec.listen:
+            host = entry.split(":", 1)[1].rpartition(":")[0].strip("[]")
+            if host not in WILDCARDS:
+                return host
+        return "127.0.0.1"
+
+    # --- service protocol ----------------------------------------------------------------
+
+    async def start(self, runtime: Runtime) -> None:
+        """Bind every SIP listener (before READY=1)."""
+        self._archive = runtime.archive
+        self._active = runtime.active_calls
+        self._active.setdefault("siprec", 0)
+        config = self._config
+        region = config.node.default_region
+        low, high = config.siprec.rtp_port_range
+        first = config.siprec.listen[0].split(":", 1)[1]
+        self._core = SrsCore(
+            trunks=config.trunks,
+            lines={line.number for line in config.lines},
+            normalise=lambda aor: normalise_number(aor, region),
+            ports=PortPool(low, high),
+            media_address=self._media_address,
+            contact=f"<sip:srs@{self._media_address}:{first.rpartition(':')[2]}>;+sip.srs",
+            refuse_new=self._refusal,
+        )
+        loop = asyncio.get_running_loop()
+        for entry in config.siprec.listen:
+            scheme, _, rest = entry.partition(":")
+            host, _, port = rest.rpartition(":")
+            host = host.strip("[]")
+            if scheme == "udp":
+                transport, proto = await loop.create_datagram_endpoint(
+                    lambda: _SipUdp(self), local_addr=(host, int(port))
+                )
+                proto.transport = transport
+                self._udp.append(proto)
+            elif scheme == "tcp":
+                self._servers.append(await asyncio.start_server(self._tcp_client, host, int(port)))
+            else:
+                log.warning("listener %s: TLS is not served yet; skipped", entry)
+        log.info("siprec listening", extra={"listen": config.siprec.listen})
+
+    async def run(self) -> None:
+        """Drive SIP timers and seal journals every second."""
+        loop = asyncio.get_running_loop()
+        last_flush = loop.time()
+        while True:
+            core = self._core
+            assert core is not None  # noqa: S101  # started before run
+            deadline = core.get_timer()
+            now = loop.time()
+            delay = FLUSH_INTERVAL_S if deadline is None else max(0.0, deadline - now)
+            await asyncio.sleep(min(delay, FLUSH_INTERVAL_S))
+            now = loop.time()
+            due = core.get_timer()
+            if due is not None and due <= now:
+                self._apply(core.handle_timer(now, datetime.now(UTC)), None)
+            if now - last_flush >= FLUSH_INTERVAL_S:
+                last_flush = now
+                self._flush_journals()
+
+    async def stop(self) -> None:
+        """Stop accepting, file every open session as incomplete, wait for filing."""
+        for proto in self._udp:
+            if proto.transport is not None:
+                proto.transport.close()
+        for server in self._servers:
+            server.close()
+        if self._core is not None:
+            loop = asyncio.get_running_loop()
+            self._apply(self._core.end_all(loop.time(), "shutdown"), None)
+        if self._filing:
+            await asyncio.gather(*self._filing, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        await asyncio.sleep(0)  # let the transports' close callbacks run before the loop ends
+
+    def _flush_journals(self) -> None:
+        # On the loop thread: appends happen here too, so no lock is needed. The fsync costs a
+        # few milliseconds a second per open call.
+        # TODO(lead): double-buffer the journal so the fsync runs in a worker thread.
+        for live in self._live.values():
+            live.journal.flush()
+
+    def reload(self, config: Config) -> None:
+        """New lines and trunks for new sessions."""
+        self._config = config
+        if self._core is not None:
+            self._core.trunks = list(config.trunks)
+            self._core.lines = {line.number for line in config.lines}
+
+    # --- adapters ------------------------------------------------------------------------
+
+    def _refusal(self) -> str | None:
+        storage = self._config.storage
+        for path in (storage.spool, storage.path):
+            probe = path
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            if shutil.disk_usage(probe).free < storage.min_free_bytes:
+                if self._archive is not None:
+                    raise_alarm(
+                        self._archive,
+                        code="storage.full",
+                        severity="critical",
+                        message=f"{path} is below storage.min_free_bytes: new calls refused",
+                    )
+                return "Storage full"
+        return None
+
+    def sip_datagram(self, proto: _SipUdp, data: bytes, peer: tuple[str, int]) -> None:
+        """A datagram on a SIP UDP listener."""
+        assert self._core is not None  # noqa: S101  # started
+        loop = asyncio.get_running_loop()
+        self._apply(self._core.receive_datagram(data, peer, loop.time(), datetime.now(UTC)), proto)
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = (str(peername[0]), int(peername[1]))
+        self._streams[peer] = writer
+        framer = SipFramer()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                framer.receive_data(chunk)
+                try:
+                    while (event := framer.next_event()) is not NEED_DATA:
+                        if isinstance(event, SipRequest) and self._core is not None:
+                            actions = self._core.receive_request(
+                                event, peer, loop.time(), datetime.now(UTC), reliable=True
+                            )
+                            self._apply(actions, None)
+                except SipParseError as exc:
+                    log.warning("bad SIP over TCP from %s: %s", peer, exc)
+                    break
+                if not chunk:
+                    break
+        finally:
+            self._streams.pop(peer, None)
+            writer.close()
+
+    def _send(self, action: Send, proto: _SipUdp | None) -> None:
+        stream = self._streams.get(action.addr)
+        if stream is not None:
+            stream.write(action.data)
+            return
+        udp = proto or (self._udp[0] if self._udp else None)
+        if udp is not None and udp.transport is not None:
+            udp.transport.sendto(action.data, action.addr)
+
+    def _apply(self, actions: list[Action], proto: _SipUdp | None) -> None:
+        # Media sockets are bound before the 200 leaves: an SRC may send RTP right after it.
+        for action in actions:
+            if isinstance(action, Opened):
+                self._open(action.session)
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(action, proto)
+            elif isinstance(action, Closed):
+                self._close(action.session)
+
+    def _open(self, session: CallSession) -> None:
+        archive = self._archive
+        assert archive is not None  # noqa: S101  # started
+        journal = JournalWriter(
+            self._config.storage.spool / f"siprec-{uuid.uuid4()}.tpj", archive.vault.archive_key
+        )
+        journal.append(self._pcap.header(LINKTYPE_ETHERNET))
+        media = MediaSession(start=session.started)
+        live = _Live(session=session, journal=journal, media=media)
+        loop = asyncio.get_running_loop()
+        for index, codecs in enumerate(session.codecs):
+            if not codecs:
+                continue
+            formats = {
+                pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
+                for pt, (enc, rate) in codecs.items()
+            }
+            stream = media.add_stream(channel=session.channel_of(index), formats=formats)
+            for port in (session.port_base + 2 * index, session.port_base + 2 * index + 1):
+                try:
+                    sock = self._bind_udp(port)
+                except OSError as exc:
+                    session.notes.append(f"RTP port {port} could not be bound: {exc.strerror}")
+                    continue
+                future = asyncio.ensure_future(
+                    loop.create_datagram_endpoint(self._rtp_factory(live, stream, port), sock=sock)
+                )
+                future.add_done_callback(self._bound_callback(live))
+        self._live[session.call_id] = live
+        self._active["siprec"] = len(self._live)
+        self._spawn(self._emit_started(session))
+
+    def _rtp_factory(
+        self, live: _Live, stream: MediaStream, port: int
+    ) -> Callable[[], _RtpProtocol]:
+        return lambda: _RtpProtocol(self, live, stream, port)
+
+    def _bound_callback(
+        self, live: _Live
+    ) -> Callable[[asyncio.Future[tuple[asyncio.DatagramTransport, _RtpProtocol]]], None]:
+        return lambda future: self._bound(future, live)
+
+    def _bind_udp(self, port: int) -> socket.socket:
+        """A bound UDP socket, synchronously, so the kernel queues media from this moment."""
+        family = socket.AF_INET6 if ":" in self._media_address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)  # noqa: FBT003  # the socket API's own positional flag
+            sock.bind((self._media_address, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _bound(
+        future: asyncio.Future[tuple[asyncio.DatagramTransport, _RtpProtocol]], live: _Live
+    ) -> None:
+        if future.cancelled() or future.exception() is not None:
+            live.session.notes.append("an RTP port could not be bound")
+            return
+        live.transports.append(future.result()[0])
+
+    def media_received(
+        self,
+        live: _Live,
+        stream: MediaStream,
+        port: int,
+        data: bytes,
+        addr: tuple[str | object, int],
+    ) -> None:
+        """One media datagram: journal first, then decode."""
+        frame = build_udp_frame(str(addr[0]), self._media_address, int(addr[1]), port, data)
+        live.journal.append(self._pcap.packet(time.time_ns(), frame))
+        stream.receive_datagram(data, asyncio.get_running_loop().time())
+
+    def _close(self, session: CallSession) -> None:
+        live = self._live.pop(session.call_id, None)
+        self._active["siprec"] = len(self._live)
+        if live is None:
+            return
+        for transport in live.transports:
+            transport.close()
+        assert session.ended is not None  # noqa: S101  # closed sessions have an end
+        result = live.media.finish(end=session.ended)
+        self._spawn(self._file(live, result, incomplete=session.end_reason == "shutdown"))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]  # a coroutine
+        self._filing.add(task)
+        task.add_done_callback(self._filing.discard)
+
+    async def _emit_started(self, session: CallSession) -> None:
+        archive = self._archive
+        assert archive is not None  # noqa: S101  # started
+
+        def write() -> None:
+            with archive.index.write() as db:
+                emit(
+                    db,
+                    node_id=archive.node_id,
+                    type_=EventType.CALL_STARTED,
+                    data={"call_ref": session.call_id, "source": "siprec", "trunk": session.trunk},
+                )
+
+        await asyncio.to_thread(write)
+
+    async def _file(self, live: _Live, result: object, *, incomplete: bool) -> None:
+        archive = self._archive
+        assert archive is not None  # noqa: S101  # started
+        session = live.session
+        config = self._config
+        region = config.node.default_region
+        normalised = {}
+        if session.metadata is not None:
+            for participant in session.metadata.participants:
+                for name_id in participant.name_ids:
+                    normalised[name_id.aor] = normalise_number(name_id.aor, region)
+
+        def file() -> str:
+            from tapeline.media.session import MediaResult  # noqa: PLC0415  # typing only
+
+            assert isinstance(result, MediaResult)  # noqa: S101  # narrowing
+            new = build_interaction(
+                session,
+                result,
+                lines={line.number for line in config.lines},
+                normalised=normalised,
+                storage_format=config.storage.format,
+                incomplete=incomplete,
+            )
+            live.journal.close()
+            ended = {"call_ref": session.call_id, "reason": session.end_reason}
+            return Filer(archive).file(new, events=[(EventType.CALL_ENDED, ended)])
+
+        try:
+            interaction_id = await asyncio.to_thread(file)
+        except TapelineError:
+            log.exception("filing failed; journal kept at %s", live.journal.path)
+            await asyncio.to_thread(
+                raise_alarm,
+                archive,
+                code="siprec.filing_failed",
+                severity="major",
+                message="a call could not be filed; journal kept",
+            )
+            return
+        await asyncio.to_thread(Path(live.journal.path).unlink, missing_ok=True)
+        log.info("call filed", extra={"call_id": session.call_id, "interaction": interaction_id})

@@ -1,0 +1,208 @@
+"""SIPp as the SBC: a SIPREC call with two G.711 streams, recorded, filed and compared with sox.
+
+The oracle is independent: sox decodes the very µ-law payload bytes SIPp sent, and the filed
+recording's channel must hold exactly those samples (channel 0 = the recorded employee line, by
+the rs-metadata participant/stream associations and `[[lines]]`, not by label order).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tapeline.archive.audit import Actor
+from tapeline.archive.core import Archive
+from tapeline.archive.reading import show
+from tapeline.archive.records import Filters, search
+from tapeline.config import load_config
+from tapeline.proto.net import PcapWriter, build_udp_frame
+from tests.conftest import free_port, write_config_file
+from tests.tomlwriter import dumps
+
+pytestmark = pytest.mark.slow
+SCENARIO = Path(__file__).with_name("sipp") / "siprec_uac.xml"
+REVIEWER = Actor(name="rita", roles=("reviewer",))
+SECONDS = 2.0
+PACKET_MS = 20
+
+
+def _ulaw_tone(freq: float, seconds: float) -> bytes:
+    """µ-law bytes of a tone, encoded by sox (so our decoder is checked against its encoder too)."""
+    result = subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-t",
+            "ul",
+            "-",
+            "synth",
+            str(seconds),
+            "sine",
+            str(freq),
+            "gain",
+            "-6",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def _rtp(seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, ts, ssrc) + payload
+
+
+def _write_pcap(path: Path, streams: list[bytes]) -> None:
+    writer = PcapWriter()
+    out = [writer.header(1)]
+    step = 8 * PACKET_MS
+    t0 = 1_700_000_000 * 10**9
+    for index in range(len(streams[0]) // step):
+        for number, payload in enumerate(streams):
+            chunk = payload[index * step : (index + 1) * step]
+            packet = _rtp(index, index * step, 0x1000 + number, chunk)
+            frame = build_udp_frame(
+                "127.0.0.1", "127.0.0.1", 7000 + 2 * number, 6000 + 2 * number, packet
+            )
+            out.append(writer.packet(t0 + index * PACKET_MS * 10**6 + number * 1000, frame))
+    path.write_bytes(b"".join(out))
+
+
+def _sox_decode(ulaw: bytes) -> np.ndarray:
+    raw = subprocess.run(
+        ["sox", "-t", "ul", "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
+        input=ulaw,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, dtype="<i2")
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp (Debian sip-tester) is not installed: make test installs it")
+    config_path = write_config_file(tmp_path)
+    text = config_path.read_text()
+    sip_port = free_port(socket.SOCK_DGRAM)
+    text = text.replace(
+        text[text.index("[siprec]") :].split("\n\n")[0],
+        f'[siprec]\nlisten = ["udp:127.0.0.1:{sip_port}"]\nrtp_ports = "31000-31999"',
+    )
+    text += "\n" + dumps({"trunks": [{"name": "loopback", "match": ["127.0.0.0/8"]}]})
+    config_path.write_text(text)
+    status = load_config(config_path, environ={}).node.status_listen
+    with subprocess.Popen(
+        [sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        try:
+            host, port = status.rsplit(":", 1)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "recorder did not start"
+                    assert proc.poll() is None, "recorder exited"
+                    time.sleep(0.1)
+            yield config_path, sip_port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _wait_filed(config_path: Path, call_id: str) -> dict[str, object]:
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with archive.index.read() as session:
+                found = [
+                    r
+                    for r in search(session, Filters(include_hidden=True))
+                    if r["source"]["sip_call_id"] == call_id
+                ]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+    finally:
+        archive.close()
+    raise AssertionError(f"call {call_id} was not filed")
+
+
+def test_siprec_call_recorded_stereo_and_sample_exact(
+    recorder: tuple[Path, int], tmp_path: Path
+) -> None:
+    config_path, sip_port = recorder
+    employee, other = _ulaw_tone(440, SECONDS), _ulaw_tone(1000, SECONDS)
+    pcap = tmp_path / "two-streams.pcap"
+    _write_pcap(pcap, [employee, other])
+    call_id = f"tapeline-test-{os.getpid()}@127.0.0.1"
+    result = subprocess.run(
+        [
+            "sipp",
+            f"127.0.0.1:{sip_port}",
+            "-sf",
+            str(SCENARIO),
+            "-d",
+            str(int(SECONDS * 1000) + 500),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port(socket.SOCK_DGRAM)),
+            "-mp",
+            str(free_port()),
+            "-cid_str",
+            call_id,
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    record = _wait_filed(config_path, call_id)
+    assert record["kind"] == "call", record
+    assert record["line"]["number"] == "+442071230001"  # type: ignore[index]
+    assert record["counterparty"]["identifier"] == "+447700900123"  # type: ignore[index]
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
+    assert rate == 8000
+    for channel, payload in ((0, employee), (1, other)):
+        expected = _sox_decode(payload)
+        got = frames[:, channel]
+        start = int(np.flatnonzero(got)[0])
+        assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
+    print(json.dumps(record["streams"]))  # noqa: T201  # shown with -s
