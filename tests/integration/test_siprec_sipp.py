@@ -206,3 +206,44 @@ def test_siprec_call_recorded_stereo_and_sample_exact(
         start = int(np.flatnonzero(got)[0])
         assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
     print(json.dumps(record["streams"]))  # noqa: T201  # shown with -s
+
+
+def _udp_request(sock: socket.socket, target: tuple[str, int], data: bytes) -> int:
+    """Send one request, return the final status."""
+    from tapeline.proto.sip import SipResponse, parse_datagram  # noqa: PLC0415
+
+    sock.sendto(data, target)
+    while True:
+        reply = parse_datagram(sock.recv(65536))
+        assert isinstance(reply, SipResponse)
+        if reply.status_code >= 200:
+            return reply.status_code
+
+
+def test_signalled_call_without_media_is_filed_as_a_capture_failure(
+    recorder: tuple[Path, int],
+) -> None:
+    from tests.unit.daemon.siprec.test_core import _request, _siprec_body  # noqa: PLC0415
+
+    config_path, sip_port = recorder
+    target = ("127.0.0.1", sip_port)
+    body, ctype = _siprec_body()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        sock.sendto(_request("INVITE", body=body, content_type=ctype, call_id="no-media-1"), target)
+        to_tag = ""
+        while not to_tag:
+            from tapeline.proto.sip import SipResponse, parse_datagram  # noqa: PLC0415
+
+            reply = parse_datagram(sock.recv(65536))
+            assert isinstance(reply, SipResponse)
+            if reply.status_code == 200:
+                to_tag = reply.to_addr.tag or ""
+        sock.sendto(_request("ACK", to_tag=to_tag, call_id="no-media-1"), target)
+        bye = _request("BYE", to_tag=to_tag, cseq=2, branch="z9hG4bKbye", call_id="no-media-1")
+        assert _udp_request(sock, target, bye) == 200
+    record = _wait_filed(config_path, "no-media-1")
+    assert record["kind"] == "capture_failure"
+    assert record["outcome"] == "no_rtp"
+    assert record["recording"] is None
