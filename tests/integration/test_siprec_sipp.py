@@ -96,7 +96,8 @@ def _sox_decode(ulaw: bytes) -> np.ndarray:
 
 
 @pytest.fixture
-def recorder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+def siprec_config(tmp_path: Path) -> tuple[Path, int]:
+    """An appliance config with a loopback trunk and a UDP SIPREC listener."""
     if shutil.which("sipp") is None:
         pytest.fail("sipp (Debian sip-tester) is not installed: make test installs it")
     config_path = write_config_file(tmp_path)
@@ -108,27 +109,17 @@ def recorder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     )
     text += "\n" + dumps({"trunks": [{"name": "loopback", "match": ["127.0.0.0/8"]}]})
     config_path.write_text(text)
-    status = load_config(config_path, environ={}).node.status_listen
-    with subprocess.Popen(
-        [sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ) as proc:
-        try:
-            host, port = status.rsplit(":", 1)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection((host, int(port)), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "recorder did not start"
-                    assert proc.poll() is None, "recorder exited"
-                    time.sleep(0.1)
-            yield config_path, sip_port
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    return config_path, sip_port
+
+
+@pytest.fixture
+def recorder(siprec_config: tuple[Path, int]) -> Iterator[tuple[Path, int]]:
+    proc = _start_recorder(siprec_config[0])
+    try:
+        yield siprec_config
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _wait_filed(config_path: Path, call_id: str) -> dict[str, object]:
@@ -247,3 +238,95 @@ def test_signalled_call_without_media_is_filed_as_a_capture_failure(
     assert record["kind"] == "capture_failure"
     assert record["outcome"] == "no_rtp"
     assert record["recording"] is None
+
+
+def _start_recorder(config_path: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host, port = load_config(config_path, environ={}).node.status_listen.rsplit(":", 1)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            assert time.monotonic() < deadline, "recorder did not start"
+            assert proc.poll() is None, "recorder exited"
+            time.sleep(0.1)
+        else:
+            return proc
+
+
+def test_kill_9_mid_call_then_restart_files_the_first_part_marked_incomplete(
+    siprec_config: tuple[Path, int], tmp_path: Path
+) -> None:
+    """Kill -9 ten seconds into a twenty-second call: the first nine seconds or more survive."""
+    config_path, sip_port = siprec_config
+    config = load_config(config_path, environ={})
+    call_seconds = 20.0
+    employee, other = _ulaw_tone(440, call_seconds), _ulaw_tone(1000, call_seconds)
+    _write_pcap(tmp_path / "two-streams.pcap", [employee, other])
+    victim = _start_recorder(config_path)
+    call_id = f"tapeline-kill9-{os.getpid()}@127.0.0.1"
+    sipp = subprocess.Popen(
+        [
+            "sipp",
+            f"127.0.0.1:{sip_port}",
+            "-sf",
+            str(SCENARIO),
+            "-d",
+            str(int(call_seconds * 1000)),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port(socket.SOCK_DGRAM)),
+            "-mp",
+            str(free_port()),
+            "-cid_str",
+            call_id,
+            "-timeout",
+            "60s",
+            "-nostdin",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # ten seconds of both streams sealed in the journal: ~100 packets/s of ~250 bytes
+        spool = config.storage.spool
+        deadline = time.monotonic() + 40
+        while sum(p.stat().st_size for p in spool.glob("siprec-*.tpj")) < 10 * 100 * 250:
+            assert time.monotonic() < deadline, "journal did not grow"
+            time.sleep(0.2)
+        victim.kill()
+        victim.wait()
+        assert list(spool.glob("siprec-*.tpj")), "the journal must outlive the crash"
+        revived = _start_recorder(config_path)
+        try:
+            record = _wait_filed(config_path, call_id)
+        finally:
+            revived.terminate()
+            revived.wait(timeout=30)
+    finally:
+        sipp.kill()
+        sipp.wait()
+    assert record["incomplete"] is True
+    assert record["kind"] == "call"
+    archive = Archive.open(config, migrate=False)
+    try:
+        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
+    voiced = np.flatnonzero(frames[:, 0])
+    assert (voiced[-1] - voiced[0]) / rate >= 9.0
+    expected = _sox_decode(employee)
+    start = int(voiced[0])
+    assert np.array_equal(frames[start : start + 9 * rate, 0], expected[: 9 * rate])
+    assert not list(config.storage.spool.glob("siprec-*.tpj"))

@@ -108,8 +108,63 @@ class Closed:
 Action = Send | Opened | Closed
 
 
-def _media_address(addr: Address) -> str:
-    return addr[0]
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What the offer and the metadata say about the streams: labels, codecs, channel map."""
+
+    labels: tuple[str | None, ...]
+    codecs: tuple[dict[int, tuple[str, int]], ...]
+    channel_map: ChannelMap | None
+
+
+def describe(
+    offer: SessionDescription,
+    answer: SessionDescription,
+    metadata: RecordingMetadata | None,
+    *,
+    lines: Collection[str],
+    normalise: Callable[[str], str | None],
+) -> Description:
+    """Labels and codecs per m-line (empty codecs for refused lines) and the channel map."""
+    labels = tuple(m.label for m in offer.media)
+    channel_map = None
+    if metadata is not None:
+        channel_map = map_channels(
+            metadata,
+            provisioned_lines=lines,
+            sdp_labels=[lbl or "" for lbl in labels],
+            normalise=normalise,
+        )
+    codecs = tuple(
+        {pt: (rm.encoding, rm.clock_rate) for pt, rm in m.rtpmaps.items()} if a.port else {}
+        for m, a in zip(offer.media, answer.media, strict=True)
+    )
+    return Description(labels=labels, codecs=codecs, channel_map=channel_map)
+
+
+def split_body(req: SipRequest) -> tuple[bytes, list[bytes]]:
+    """The SDP and the rs-metadata parts of an INVITE body.
+
+    Raises:
+        SipParseError: with the status to answer (415 for an unusable body).
+    """
+    content_type = req.content_type
+    if content_type is None:
+        raise SipParseError("INVITE without a body", status_hint=415)
+    if content_type.media_type == SDP:
+        return req.body, []
+    if content_type.media_type != "multipart/mixed" or not content_type.boundary:
+        raise SipParseError(f"unsupported body {content_type.media_type}", status_hint=415)
+    sdp, metadata = None, []
+    for part in parse_multipart(req.body, content_type.boundary):
+        part_type = part.content_type.media_type if part.content_type else ""
+        if part_type == SDP and sdp is None:
+            sdp = part.body
+        elif part_type == RS_METADATA:
+            metadata.append(part.body)
+    if sdp is None:
+        raise SipParseError("multipart INVITE without SDP", status_hint=415)
+    return sdp, metadata
 
 
 class SrsCore:
@@ -259,30 +314,6 @@ class SrsCore:
                     return trunk
         return None
 
-    def _split_body(self, req: SipRequest) -> tuple[bytes, list[bytes]]:
-        """The SDP and the rs-metadata parts of an INVITE body.
-
-        Raises:
-            SipParseError: with the status to answer (415 for an unusable body).
-        """
-        content_type = req.content_type
-        if content_type is None:
-            raise SipParseError("INVITE without a body", status_hint=415)
-        if content_type.media_type == SDP:
-            return req.body, []
-        if content_type.media_type != "multipart/mixed" or not content_type.boundary:
-            raise SipParseError(f"unsupported body {content_type.media_type}", status_hint=415)
-        sdp, metadata = None, []
-        for part in parse_multipart(req.body, content_type.boundary):
-            part_type = part.content_type.media_type if part.content_type else ""
-            if part_type == SDP and sdp is None:
-                sdp = part.body
-            elif part_type == RS_METADATA:
-                metadata.append(part.body)
-        if sdp is None:
-            raise SipParseError("multipart INVITE without SDP", status_hint=415)
-        return sdp, metadata
-
     def _new_session(  # noqa: PLR0911  # one refusal per reason
         self, event: RequestReceived, addr: Address, now: float, wall: datetime
     ) -> list[Action]:
@@ -294,7 +325,7 @@ class SrsCore:
         if refusal is not None:
             return self._respond(event, 503, now, reason=refusal)
         try:
-            sdp_bytes, raw_metadata = self._split_body(req)
+            sdp_bytes, raw_metadata = split_body(req)
             offer = parse_sdp(sdp_bytes)
             metadata = parse_metadata(raw_metadata[0]) if raw_metadata else None
         except SipParseError as exc:
@@ -316,19 +347,7 @@ class SrsCore:
         if all(m.port == 0 for m in answer.media):
             self._ports.release(base, count)
             return self._respond(event, 488, now)
-        labels = tuple(m.label for m in offer.media)
-        channel_map = None
-        if metadata is not None:
-            channel_map = map_channels(
-                metadata,
-                provisioned_lines=self.lines,
-                sdp_labels=[lbl or "" for lbl in labels],
-                normalise=self._normalise,
-            )
-        codecs = tuple(
-            {pt: (rm.encoding, rm.clock_rate) for pt, rm in m.rtpmaps.items()} if a.port else {}
-            for m, a in zip(offer.media, answer.media, strict=True)
-        )
+        described = describe(offer, answer, metadata, lines=self.lines, normalise=self._normalise)
         body = serialize_sdp(answer).encode()
         tag = f"srs{next(self._ids)}"
         response = build_response(
@@ -346,11 +365,11 @@ class SrsCore:
             offer=offer,
             metadata=metadata,
             raw_metadata=raw_metadata,
-            channel_map=channel_map,
+            channel_map=described.channel_map,
             port_base=base,
             port_count=count,
-            labels=labels,
-            codecs=codecs,
+            labels=described.labels,
+            codecs=described.codecs,
             answer=body,
             dialog=dialog,
             invite=req.raw,
@@ -366,7 +385,7 @@ class SrsCore:
 
     def _update(self, session: CallSession, req: SipRequest) -> None:
         try:
-            _, raw = self._split_body(req)
+            _, raw = split_body(req)
         except SipParseError:
             return
         for body in raw:

@@ -30,6 +30,7 @@ from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.siprec.core import Action, CallSession, Closed, Opened, Send, SrsCore
 from tapeline.daemon.siprec.filing import build_interaction
 from tapeline.daemon.siprec.ports import PortPool
+from tapeline.daemon.siprec.recovery import recover_spool
 from tapeline.errors import TapelineError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
@@ -92,6 +93,9 @@ class SiprecService:
         self._filing: set[asyncio.Task[None]] = set()
         host = config.siprec.media_address or self._first_host()
         self._media_address = host
+        self._sip_port = (
+            int(config.siprec.listen[0].rpartition(":")[2]) if config.siprec.listen else 0
+        )
 
     def _first_host(self) -> str:
         for entry in self._config.siprec.listen:
@@ -120,6 +124,9 @@ class SiprecService:
             contact=f"<sip:srs@{self._media_address}:{first.rpartition(':')[2]}>;+sip.srs",
             refuse_new=self._refusal,
         )
+        recovered = await asyncio.to_thread(recover_spool, runtime.archive, config)
+        if recovered:
+            log.warning("filed %d call(s) left open by a crash, marked incomplete", recovered)
         loop = asyncio.get_running_loop()
         for entry in config.siprec.listen:
             scheme, _, rest = entry.partition(":")
@@ -264,6 +271,21 @@ class SiprecService:
             self._config.storage.spool / f"siprec-{uuid.uuid4()}.tpj", archive.vault.archive_key
         )
         journal.append(self._pcap.header(LINKTYPE_ETHERNET))
+        # The INVITE and our answer first: recovery after a crash rebuilds the session from them.
+        peer_ip, peer_port = session.peer
+        local = self._media_address if (":" in peer_ip) == (":" in self._media_address) else peer_ip
+        now_ns = time.time_ns()
+        journal.append(
+            self._pcap.packet(
+                now_ns, build_udp_frame(peer_ip, local, peer_port, self._sip_port, session.invite)
+            )
+        )
+        journal.append(
+            self._pcap.packet(
+                now_ns, build_udp_frame(local, peer_ip, self._sip_port, peer_port, session.answer)
+            )
+        )
+        journal.flush()
         media = MediaSession(start=session.started)
         live = _Live(session=session, journal=journal, media=media)
         loop = asyncio.get_running_loop()
