@@ -330,3 +330,102 @@ def test_kill_9_mid_call_then_restart_files_the_first_part_marked_incomplete(
     start = int(voiced[0])
     assert np.array_equal(frames[start : start + 9 * rate, 0], expected[: 9 * rate])
     assert not list(config.storage.spool.glob("siprec-*.tpj"))
+
+
+def _srtp_call(sip_port: int, call_id: str, *, wrong_key: bool) -> bytes:
+    """A SIPREC call over RTP/SAVP from a Python SRC; returns the µ-law it sent on label 1."""
+    import base64  # noqa: PLC0415
+
+    import pylibsrtp  # noqa: PLC0415
+
+    from tapeline.proto.sdp import parse_sdp  # noqa: PLC0415
+    from tapeline.proto.sip import SipResponse, parse_datagram  # noqa: PLC0415
+    from tests.unit.daemon.siprec.test_core import METADATA, _request  # noqa: PLC0415
+
+    key = bytes(range(30))
+    sent_key = bytes(30) if wrong_key else key
+    inline = base64.b64encode(key).decode()
+    sdp = "v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" + "".join(
+        f"m=audio {6000 + 2 * i} RTP/SAVP 0\r\na=label:{i + 1}\r\na=sendonly\r\n"
+        f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n"
+        for i in range(2)
+    )
+    body = (
+        "--b\r\nContent-Type: application/sdp\r\n\r\n"
+        + sdp
+        + "--b\r\nContent-Type: application/rs-metadata+xml\r\n\r\n"
+        + METADATA
+        + "\r\n--b--\r\n"
+    )
+    tone = _ulaw_tone(440, 1.0)
+    target = ("127.0.0.1", sip_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        invite = _request(
+            "INVITE",
+            body=body,
+            content_type="multipart/mixed;boundary=b",
+            call_id=call_id,
+            branch=f"z9hG4bK{call_id}",
+        )
+        sock.sendto(invite, target)
+        while True:
+            reply = parse_datagram(sock.recv(65536))
+            assert isinstance(reply, SipResponse)
+            if reply.status_code >= 200:
+                break
+        assert reply.status_code == 200, reply.status_code
+        answer = parse_sdp(reply.body)
+        assert all(m.crypto for m in answer.media)
+        to_tag = reply.to_addr.tag or ""
+        sock.sendto(_request("ACK", to_tag=to_tag, call_id=call_id), target)
+        policy = pylibsrtp.Policy(
+            key=sent_key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+        session = pylibsrtp.Session(policy=policy)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+            paced = time.monotonic()
+            for index in range(len(tone) // 160):
+                # An RTP sender is a real-time source: one packet every 20 ms, like a phone.
+                paced += PACKET_MS / 1000
+                time.sleep(max(0.0, paced - time.monotonic()))
+                for line, m in enumerate(answer.media):
+                    packet = _rtp(
+                        index, index * 160, 0x2000 + line, tone[index * 160 : (index + 1) * 160]
+                    )
+                    media.sendto(session.protect(packet), ("127.0.0.1", m.port))
+        bye = _request("BYE", to_tag=to_tag, cseq=2, branch=f"z9hG4bKbye{call_id}", call_id=call_id)
+        assert _udp_request(sock, target, bye) == 200
+    return tone
+
+
+def test_srtp_with_the_offered_key_decodes_and_a_wrong_key_is_a_capture_failure(
+    recorder: tuple[Path, int],
+) -> None:
+    config_path, sip_port = recorder
+    tone = _srtp_call(sip_port, "srtp-good", wrong_key=False)
+    good = _wait_filed(config_path, "srtp-good")
+    assert good["kind"] == "call", good
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        _, audio = show(archive, REVIEWER, str(good["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, _ = soundfile.read(io.BytesIO(audio), dtype="int16")
+    expected = _sox_decode(tone)
+    start = int(np.flatnonzero(frames[:, 0])[0])
+    # The call ends at the BYE, which follows the last packet closely: that packet may be cut.
+    heard = frames[start : start + len(expected), 0]
+    assert len(heard) >= len(expected) - 160
+    assert np.array_equal(heard, expected[: len(heard)])
+    _srtp_call(sip_port, "srtp-bad", wrong_key=True)
+    bad = _wait_filed(config_path, "srtp-bad")
+    assert bad["kind"] == "capture_failure"
+    assert bad["outcome"] == "srtp_auth_failed"
+    streams = bad["streams"]
+    assert isinstance(streams, list)
+    assert [s["quality"]["srtp_auth_failures"] for s in streams] == [50, 50]

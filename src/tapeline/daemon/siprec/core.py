@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,8 @@ from tapeline.proto.siprec import RecordingMetadata, apply_update, map_channels,
 from tapeline.proto.siprec.channels import ChannelMap
 
 SDP = "application/sdp"
+SDES_KEY_BYTES = 30  # AES_CM_128 master key (16) and salt (14), RFC 4568 §6.2
+SDES_SUITES = frozenset({"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"})
 RS_METADATA = "application/rs-metadata+xml"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 ACCEPT = f"{SDP}, {RS_METADATA}, multipart/mixed"
@@ -74,6 +77,7 @@ class CallSession:
     codecs: tuple[dict[int, tuple[str, int]], ...]
     answer: bytes
     invite: bytes = b""
+    srtp: tuple[tuple[str, bytes] | None, ...] = ()
     dialog: Dialog | None = None
     ended: float | None = None
     end_reason: str = ""
@@ -142,6 +146,21 @@ def describe(
     return Description(labels=labels, codecs=codecs, channel_map=channel_map)
 
 
+def receive_keys(offer: SessionDescription) -> tuple[tuple[str, bytes] | None, ...]:
+    """Per m-line, the SRC's own SDES suite and key (what its media is protected with)."""
+    keys: list[tuple[str, bytes] | None] = []
+    for media in offer.media:
+        chosen = None
+        if media.is_secure:
+            for crypto in media.crypto:
+                usable = crypto.keys and len(crypto.keys[0].key_salt) == SDES_KEY_BYTES
+                if crypto.suite in SDES_SUITES and usable:
+                    chosen = (crypto.suite, crypto.keys[0].key_salt)
+                    break
+        keys.append(chosen)
+    return tuple(keys)
+
+
 def split_body(req: SipRequest) -> tuple[bytes, list[bytes]]:
     """The SDP and the rs-metadata parts of an INVITE body.
 
@@ -180,6 +199,7 @@ class SrsCore:
         media_address: str,
         contact: str,
         refuse_new: Callable[[], str | None] = lambda: None,
+        new_key: Callable[[], bytes] = lambda: os.urandom(SDES_KEY_BYTES),
     ) -> None:
         self.layer = TransactionLayer()
         self.dialogs = DialogSet()
@@ -191,6 +211,7 @@ class SrsCore:
         self._media_address = media_address
         self._contact = contact
         self._refuse_new = refuse_new
+        self._new_key = new_key
         self._ids = itertools.count(1)
         self.malformed = 0
         self._invite_keys: dict[TransactionKey, str] = {}
@@ -337,8 +358,10 @@ class SrsCore:
             base = self._ports.allocate(count)
         except PortPoolExhausted:
             return self._respond(event, 503, now, reason="No media ports free")
+        srtp = receive_keys(offer)
         answer = build_answer(
             offer,
+            srtp_keys={i: self._new_key() for i, keys in enumerate(srtp) if keys is not None},
             address=self._media_address,
             ports=[base + 2 * i for i in range(count)],
             session_id=next(self._ids),
@@ -373,6 +396,7 @@ class SrsCore:
             answer=body,
             dialog=dialog,
             invite=req.raw,
+            srtp=srtp,
         )
         self.sessions[req.call_id] = session
         self._invite_keys[event.key] = req.call_id

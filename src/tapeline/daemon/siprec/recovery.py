@@ -18,12 +18,13 @@ from tapeline.archive.filing import Filer
 from tapeline.archive.journal import read_journal
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
-from tapeline.daemon.siprec.core import CallSession, describe, split_body
+from tapeline.daemon.siprec.core import CallSession, describe, receive_keys, split_body
 from tapeline.daemon.siprec.filing import build_interaction
 from tapeline.errors import TapelineError
 from tapeline.events.envelope import EventType
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.session import MediaSession, MediaStream
+from tapeline.media.srtp import CryptoSuite, SrtpReceiver
 from tapeline.proto.errors import ParseError
 from tapeline.proto.net import END_OF_CAPTURE, NEED_DATA, PacketDecoder, PcapngReader, UdpDatagram
 from tapeline.proto.sdp import parse_sdp
@@ -72,6 +73,7 @@ def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | N
         lines={line.number for line in config.lines},
         normalise=lambda aor: normalise_number(aor, region),
     )
+    srtp = receive_keys(offer)
     start_ns = packets[0].ts_ns
     ports = [m.port for m in answer.media]
     session = CallSession(
@@ -99,7 +101,9 @@ def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | N
             pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
             for pt, (enc, rate) in codecs.items()
         }
-        stream = media.add_stream(channel=session.channel_of(index), formats=formats)
+        keys = srtp[index]
+        receiver = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
+        stream = media.add_stream(channel=session.channel_of(index), formats=formats, srtp=receiver)
         by_port[ports[index]] = by_port[ports[index] + 1] = stream
     last = session.started
     for packet in packets[2:]:

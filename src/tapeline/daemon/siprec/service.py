@@ -36,6 +36,7 @@ from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.session import MediaSession, MediaStream
+from tapeline.media.srtp import CryptoSuite, SrtpReceiver
 from tapeline.proto.errors import SipParseError
 from tapeline.proto.net import PcapngWriter, build_udp_frame
 from tapeline.proto.sip import NEED_DATA, SipFramer, SipRequest
@@ -52,6 +53,10 @@ class _Live:
     journal: JournalWriter
     media: MediaSession
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+    sockets: list[tuple[socket.socket, MediaStream, int]] = field(default_factory=list)
+    binding: list[asyncio.Future[tuple[asyncio.DatagramTransport, _RtpProtocol]]] = field(
+        default_factory=list
+    )
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -296,17 +301,21 @@ class SiprecService:
                 pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
                 for pt, (enc, rate) in codecs.items()
             }
-            stream = media.add_stream(channel=session.channel_of(index), formats=formats)
+            keys = session.srtp[index] if index < len(session.srtp) else None
+            srtp = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
+            stream = media.add_stream(channel=session.channel_of(index), formats=formats, srtp=srtp)
             for port in (session.port_base + 2 * index, session.port_base + 2 * index + 1):
                 try:
                     sock = self._bind_udp(port)
                 except OSError as exc:
                     session.notes.append(f"RTP port {port} could not be bound: {exc.strerror}")
                     continue
+                live.sockets.append((sock, stream, port))
                 future = asyncio.ensure_future(
                     loop.create_datagram_endpoint(self._rtp_factory(live, stream, port), sock=sock)
                 )
                 future.add_done_callback(self._bound_callback(live))
+                live.binding.append(future)
         self._live[session.call_id] = live
         self._active["siprec"] = len(self._live)
         self._spawn(self._emit_started(session))
@@ -360,8 +369,20 @@ class SiprecService:
         self._active["siprec"] = len(self._live)
         if live is None:
             return
+        # Whatever the kernel still queues (sent just before the BYE) belongs to the call.
+        for sock, stream, port in live.sockets:
+            while True:
+                try:
+                    data, addr = sock.recvfrom(65536)
+                except OSError:
+                    break
+                self.media_received(live, stream, port, data, addr)
+        for future in live.binding:
+            future.cancel()
         for transport in live.transports:
             transport.close()
+        for sock, _, _ in live.sockets:
+            sock.close()
         assert session.ended is not None  # noqa: S101  # closed sessions have an end
         result = live.media.finish(end=session.ended)
         self._spawn(self._file(live, result, incomplete=session.end_reason == "shutdown"))
