@@ -314,6 +314,27 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Place a real SIPREC call at the configured listener and check the filed recording."""
+    from tapeline.daemon.siprec.selftest import check_filed, place_call  # noqa: PLC0415
+
+    config = _config(args)
+    try:
+        call_id = place_call(config, seconds=args.seconds)
+    except (OSError, RuntimeError, ValueError) as exc:
+        _out().write(f"selftest FAILED: could not place the call: {exc}\n")
+        return 1
+    archive = _open_archive(args)
+    try:
+        result = check_filed(archive, call_id)
+    finally:
+        archive.close()
+    for line in result.lines:
+        _out().write(line + "\n")
+    _out().write("selftest ok\n" if result.ok else "selftest FAILED\n")
+    return 0 if result.ok else 1
+
+
 def cmd_recorder(args: argparse.Namespace) -> int:
     """Run the recorder."""
     from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
@@ -427,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     show.add_argument("--audio", metavar="OUT")
 
     _add_config(add("verify", cmd_verify, "re-hash every object and walk the audit chain"))
+    selftest = add("selftest", cmd_selftest, "place a SIPREC test call and check its recording")
+    _add_config(selftest)
+    selftest.add_argument("--seconds", type=float, default=2.0, help="length of the test call")
 
     key = add("key", lambda _a: EX_USAGE, "appliance keys")
     key_sub = key.add_subparsers(dest="key_command", required=True)

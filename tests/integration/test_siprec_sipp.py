@@ -429,3 +429,20 @@ def test_srtp_with_the_offered_key_decodes_and_a_wrong_key_is_a_capture_failure(
     streams = bad["streams"]
     assert isinstance(streams, list)
     assert [s["quality"]["srtp_auth_failures"] for s in streams] == [50, 50]
+
+
+def test_selftest_places_a_call_and_checks_both_channels(recorder: tuple[Path, int]) -> None:
+    from tests.conftest import tapeline  # noqa: PLC0415
+
+    config_path, _ = recorder
+    result = tapeline("selftest", "-c", str(config_path), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "channel 0: 440 Hz (expected 440 Hz) ok" in result.stdout
+    assert "channel 1: 1000 Hz (expected 1000 Hz) ok" in result.stdout
+    hidden = tapeline("query", "-c", str(config_path), "--json").stdout
+    assert hidden == ""  # self-test calls stay out of default searches
+    shown = [
+        json.loads(x)
+        for x in tapeline("query", "-c", str(config_path), "--all", "--json").stdout.splitlines()
+    ]
+    assert [(r["retention_class"], r["tags"]) for r in shown] == [("selftest", ["selftest"])]

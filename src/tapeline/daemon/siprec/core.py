@@ -43,6 +43,8 @@ from tapeline.proto.siprec import RecordingMetadata, apply_update, map_channels,
 from tapeline.proto.siprec.channels import ChannelMap
 
 SDP = "application/sdp"
+# `tapeline selftest` marks its calls; accepted from loopback only, filed hidden and short-lived.
+SELFTEST_HEADER = "X-Tapeline-Selftest"
 SDES_KEY_BYTES = 30  # AES_CM_128 master key (16) and salt (14), RFC 4568 §6.2
 SDES_SUITES = frozenset({"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"})
 RS_METADATA = "application/rs-metadata+xml"
@@ -78,6 +80,7 @@ class CallSession:
     answer: bytes
     invite: bytes = b""
     srtp: tuple[tuple[str, bytes] | None, ...] = ()
+    selftest: bool = False
     dialog: Dialog | None = None
     ended: float | None = None
     end_reason: str = ""
@@ -144,6 +147,13 @@ def describe(
         for m, a in zip(offer.media, answer.media, strict=True)
     )
     return Description(labels=labels, codecs=codecs, channel_map=channel_map)
+
+
+def _loopback(addr: Address) -> bool:
+    try:
+        return ipaddress.ip_address(addr[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def receive_keys(offer: SessionDescription) -> tuple[tuple[str, bytes] | None, ...]:
@@ -340,6 +350,11 @@ class SrsCore:
     ) -> list[Action]:
         req = event.request
         trunk = self._trunk(addr)
+        selftest = req.headers.get(SELFTEST_HEADER) is not None and _loopback(addr)
+        if trunk is None and selftest:
+            trunk = Trunk(
+                name="selftest", match=[f"{addr[0]}/32" if ":" not in addr[0] else "::1/128"]
+            )
         if trunk is None:
             return self._respond(event, 403, now, reason="Not a configured recording source")
         refusal = self._refuse_new()
@@ -397,6 +412,7 @@ class SrsCore:
             dialog=dialog,
             invite=req.raw,
             srtp=srtp,
+            selftest=selftest,
         )
         self.sessions[req.call_id] = session
         self._invite_keys[event.key] = req.call_id

@@ -92,6 +92,8 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
         attachments=attachments,
         sip_call_id=session.call_id,
         incomplete=incomplete,
+        tags=["selftest"] if session.selftest else [],
+        retention_class="selftest" if session.selftest else None,
         details={
             "trunk": session.trunk,
             "end_reason": session.end_reason,
