@@ -8,7 +8,7 @@ import contextlib
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tapeline.proto.errors import SiprecMetadataError
@@ -651,6 +651,7 @@ def test_arbitrary_bytes_give_metadata_or_our_error(data: bytes) -> None:
 
 @settings(deadline=None)
 @given(st.integers(0, len(V6)), st.integers(0, len(V6)), st.text(max_size=20))
+@example(start=30, stop=30, insert="A")  # an unknown encoding name ("AUTF-8") once escaped
 def test_mutated_snapshot_gives_metadata_or_our_error(start: int, stop: int, insert: str) -> None:
     mutated = V6[:start] + insert + V6[stop:]
     with contextlib.suppress(SiprecMetadataError):

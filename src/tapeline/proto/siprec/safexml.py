@@ -86,5 +86,10 @@ def parse_xml(body: str | bytes) -> ET.Element:
         return builder.close()
     except _RefusedError as exc:
         raise SiprecMetadataError(str(exc)) from exc
-    except (expat.ExpatError, AssertionError, ValueError) as exc:
+    except (
+        expat.ExpatError,
+        AssertionError,
+        ValueError,
+        LookupError,
+    ) as exc:  # LookupError: bad encoding name
         raise SiprecMetadataError(f"metadata is not well-formed XML: {exc}") from exc
