@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tapeline.archive.core import Archive
+from tapeline.archive.crypto import generate_archive_key, generate_signing_key
+from tapeline.config import Config, parse_config
+
 # CI replays the same examples every run (a red CI must mean a changed program, not a new random
 # draw); developers' runs keep exploring. Failures found either way are pinned with @example.
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
-
-from tapeline.archive.core import Archive
-from tapeline.archive.crypto import generate_archive_key, generate_signing_key
-from tapeline.config import Config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
