@@ -182,7 +182,7 @@ mon data = {d}/mon
 [osd.0]
 osd data = {d}/osd0
 [client.rgw.t]
-rgw frontends = beast endpoint=127.0.0.1:{rgw}
+rgw frontends = beast endpoint=127.0.0.1:{rgw} tcp_nodelay=1
 rgw data = {d}/rgw
 """
 
