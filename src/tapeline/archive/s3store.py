@@ -197,7 +197,9 @@ class S3ObjectStore:
             retain_until: keep at least until then; `DEFAULT_RETENTION` from now when absent.
 
         Raises:
-            StorageError: the id exists, the write failed, or the retention did not read back.
+            StorageError: the id exists, the date has passed, the write failed, or the
+                retention did not read back as COMPLIANCE until at least that date.
+            ValueError: `retain_until` is not timezone-aware.
         """
         now = self._clock()
         until = _whole_seconds(retain_until or now + self._default_retention)
