@@ -181,6 +181,10 @@ pid file = {d}/run/$name.pid
 mon data = {d}/mon
 [osd.0]
 osd data = {d}/osd0
+# placed in the CRUSH map by the fixture; at init an OSD may otherwise send these updates before
+# it knows the fsid, and the monitor refuses them ("wrong fsid") and the OSD exits
+osd crush update on start = false
+osd class update on start = false
 [client.rgw.t]
 rgw frontends = beast endpoint=127.0.0.1:{rgw} tcp_nodelay=1
 rgw data = {d}/rgw
@@ -248,7 +252,9 @@ class CephRgw:
     def _check_alive(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}; see {self.dir}/log")
+                out = self.dir / "log" / f"{proc.args[0]!s}.out"  # type: ignore[index]
+                tail = out.read_text(errors="replace")[-2000:] if out.exists() else ""
+                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{tail}")
 
     def _start(self, *args: str) -> None:
         name = args[0]
@@ -309,7 +315,8 @@ class CephRgw:
                 proc.kill()
                 proc.wait(timeout=20)
         self.procs.clear()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("KEEP_CEPH_TEST_DIR"):  # set it to read a failed start's logs
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
