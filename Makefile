@@ -8,7 +8,8 @@ BIN     := $(VENV)/bin
 # command -> Debian package providing it, for what the tests start as real peers
 SYSTEM_TOOLS := sipp:sip-tester mosquitto:mosquitto tshark:tshark sox:sox ffmpeg:ffmpeg \
                 systemd-analyze:systemd pg_ctlcluster:postgresql chromium:chromium \
-                shellcheck:shellcheck
+                shellcheck:shellcheck radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd \
+                ceph:ceph-common
 SYSTEM_LIBS  := /usr/lib/postgresql:postgresql
 
 .PHONY: demo test venv system-deps lint typecheck pytest clean

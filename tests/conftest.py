@@ -7,8 +7,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from hypothesis import settings
 
 from tapeline.archive.core import Archive
 from tapeline.archive.crypto import generate_archive_key, generate_signing_key
+from tapeline.archive.objects import LocalObjectStore
+from tapeline.archive.s3store import S3ObjectStore
 from tapeline.config import Config, parse_config
 
 # CI replays the same examples every run (a red CI must mean a changed program, not a new random
@@ -150,18 +155,226 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds, at most `timeout` seconds (fixtures only, never tests)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+_CEPH_CONF = """[global]
+fsid = {fsid}
+mon host = v1:127.0.0.1:{mon}
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd objectstore = memstore
+memstore device bytes = 2147483648
+osd crush chooseleaf type = 0
+ms bind msgr2 = false
+run dir = {d}/run
+log file = {d}/log/$name.log
+admin socket = {d}/run/$name.asok
+pid file = {d}/run/$name.pid
+[mon.a]
+mon data = {d}/mon
+[osd.0]
+osd data = {d}/osd0
+# placed in the CRUSH map by the fixture; at init an OSD may otherwise send these updates before
+# it knows the fsid, and the monitor refuses them ("wrong fsid") and the OSD exits
+osd crush update on start = false
+osd class update on start = false
+[client.rgw.t]
+rgw frontends = beast endpoint=127.0.0.1:{rgw} tcp_nodelay=1
+rgw data = {d}/rgw
+"""
+
+
+class CephRgw:
+    """A single-node Ceph (one monitor, one memory-backed OSD, one RGW) on loopback.
+
+    Follows ../shared/reference/worm-ceph.md: test-only settings (no authentication, data lost
+    on stop). Each daemon runs in the foreground (`-f`) as our own child, so `stop` ends exactly
+    the processes started here, by PID, and removes the temp folder.
+    """
+
+    ACCESS_KEY = "tapeline-test"
+    SECRET_KEY = "tapeline-test-secret"  # loopback-only test cluster
+
+    def __init__(self) -> None:
+        started = time.monotonic()
+        self.dir = Path(tempfile.mkdtemp(prefix="tapeline-ceph-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        mon, rgw = free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{rgw}"
+        for sub in ("mon", "osd0", "run", "log", "rgw"):
+            (self.dir / sub).mkdir()
+        fsid = str(uuid.uuid4())
+        self.conf = self.dir / "ceph.conf"
+        self.conf.write_text(_CEPH_CONF.format(fsid=fsid, mon=mon, rgw=rgw, d=self.dir))
+        c = ["-c", str(self.conf)]
+        try:
+            monmap = str(self.dir / "monmap")
+            self._run(
+                "monmaptool", "--create", "--addv", "a", f"v1:127.0.0.1:{mon}", "--fsid", fsid,
+                monmap,
+            )  # fmt: skip
+            self._run("ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", monmap)
+            self._start("ceph-mon", *c, "-f", "-i", "a")
+            wait_for(lambda: self._ok("ceph", *c, "mon", "stat"), timeout=60, what="ceph-mon")
+            self._run("ceph", *c, "--connect-timeout", "60", "osd", "create")
+            self._run("ceph-osd", *c, "-i", "0", "--mkfs")
+            self._run(
+                "ceph", *c, "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default"
+            )
+            self._start("ceph-osd", *c, "-f", "-i", "0")
+            self._start("radosgw", *c, "-f", "-n", "client.rgw.t")
+            wait_for(self._answers, timeout=180, what="Ceph RGW")
+            self._run(
+                "radosgw-admin", *c, "user", "create", "--uid=t", "--display-name=t",
+                f"--access-key={self.ACCESS_KEY}", f"--secret={self.SECRET_KEY}",
+            )  # fmt: skip
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+
+    def _run(self, *args: str) -> None:
+        result = subprocess.run(args, capture_output=True, check=False, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {result.stderr.decode(errors='replace')}")
+
+    def _ok(self, *args: str) -> bool:
+        self._check_alive()
+        return subprocess.run(args, capture_output=True, check=False, timeout=30).returncode == 0
+
+    def _check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                out = self.dir / "log" / f"{proc.args[0]!s}.out"  # type: ignore[index]
+                tail = out.read_text(errors="replace")[-2000:] if out.exists() else ""
+                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{tail}")
+
+    def _start(self, *args: str) -> None:
+        name = args[0]
+        with (self.dir / "log" / f"{name}.out").open("wb") as out:
+            self.procs.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT))
+
+    def _answers(self) -> bool:
+        self._check_alive()
+        try:
+            with urllib.request.urlopen(self.endpoint, timeout=2):  # noqa: S310  # our own http URL
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def client(self) -> Any:
+        """A boto3 S3 client for the test cluster."""
+        import boto3  # noqa: PLC0415  # only the s3 tests need it
+        from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            config=BotoConfig(s3={"addressing_style": "path"}),
+        )
+
+    def new_bucket(self, *, object_lock: bool = True) -> str:
+        """A fresh bucket, with Object Lock (and so versioning) unless told otherwise."""
+        name = "t-" + uuid.uuid4().hex[:20]
+        self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
+        return name
+
+    def storage_keys(self, base: Path, bucket: str) -> dict[str, Any]:
+        """`[storage]` keys pointing at `bucket`, with credential files under `base/keys`."""
+        keys = base / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        (keys / "s3-access-key").write_text(self.ACCESS_KEY + "\n")
+        (keys / "s3-secret-key").write_text(self.SECRET_KEY + "\n")
+        return {
+            "backend": "s3",
+            "s3_endpoint": self.endpoint,
+            "s3_bucket": bucket,
+            "s3_access_key_file": str(keys / "s3-access-key"),
+            "s3_secret_key_file": str(keys / "s3-secret-key"),
+        }
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=20)
+        self.procs.clear()
+        if not os.environ.get("KEEP_CEPH_TEST_DIR"):  # set it to read a failed start's logs
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw() -> Iterator[CephRgw]:
+    server = CephRgw()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("s3", marks=pytest.mark.s3),
+    ]
+)
 def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    """An opened archive on each index backend."""
+    """An opened archive on each index backend, and on an S3 Object Lock bucket (SQLite index)."""
     url = None
     if request.param == "postgres":
         url = request.getfixturevalue("postgres").new_database()
-    cfg = parse_config(config_dict(tmp_path, url), source="test")
+    data = config_dict(tmp_path, url)
+    if request.param == "s3":
+        rgw: CephRgw = request.getfixturevalue("ceph_rgw")
+        data["storage"].update(rgw.storage_keys(tmp_path, rgw.new_bucket()))
+    cfg = parse_config(data, source="test")
     opened = Archive.open(cfg)
     try:
         yield opened
     finally:
         opened.close()
+
+
+def flip_a_byte(archive: Archive, object_id: str, request: pytest.FixtureRequest) -> None:
+    """Tamper with a stored object: rewrite its file, or on S3 put a new version over it.
+
+    A COMPLIANCE-locked version cannot be changed, but anyone with write access can add a newer
+    version on top; reads then see it, and `verify` must name it.
+    """
+    store = archive.vault.store
+    data = bytearray(store.get(object_id))
+    data[len(data) // 2] ^= 0x01
+    if isinstance(store, LocalObjectStore):
+        store.path_of(object_id).write_bytes(bytes(data))
+    elif isinstance(store, S3ObjectStore):
+        rgw: CephRgw = request.getfixturevalue("ceph_rgw")
+        rgw.client().put_object(Bucket=store.bucket, Key=object_id, Body=bytes(data))
+    else:
+        raise TypeError(f"cannot tamper with a {type(store).__name__}")
 
 
 def write_config_file(base: Path, database_url: str | None = None) -> Path:

@@ -77,12 +77,26 @@ class NodeConfig(_Section):
 class StorageConfig(_Section):
     """`[storage]`: where objects and journals live and how recordings are encoded."""
 
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "s3"] = "local"
     path: Path = Path("/var/lib/tapeline/objects")
     spool: Path = Path("/var/lib/tapeline/spool")
     format: Literal["flac", "opus"] = "flac"
     key_file: Path = Path("/etc/tapeline/keys/archive.key")
     min_free_bytes: int = Field(default=1 << 30, ge=0)
+    # backend = "s3": an S3 Object Lock bucket (COMPLIANCE mode), reported `worm-external:<bucket>`
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    s3_region: str = "us-east-1"
+    s3_access_key_file: Path | None = None
+    s3_secret_key_file: Path | None = None
+    s3_ca_file: Path | None = None
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class DatabaseConfig(_Section):

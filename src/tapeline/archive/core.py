@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tapeline.archive.crypto import load_archive_key, load_signing_key
 from tapeline.archive.db import Index
-from tapeline.archive.objects import LocalObjectStore
+from tapeline.archive.objects import LocalObjectStore, ObjectStore
 from tapeline.archive.retention import BUILTIN_CLASSES
 from tapeline.archive.vault import Vault
 from tapeline.config import Config
@@ -31,7 +31,7 @@ class Archive:
 
     @property
     def storage_mode(self) -> str:
-        """`audit-trail` for a local disk; never called WORM."""
+        """`audit-trail` for a local disk (never called WORM); `worm-external:<bucket>` on S3."""
         return self.vault.store.mode
 
     @classmethod
@@ -40,7 +40,8 @@ class Archive:
 
         Raises:
             StorageError: a key file or the index cannot be used.
-            ConfigError: the default retention class is unknown.
+            ConfigError: the default retention class is unknown, or the S3 bucket lacks
+                Object Lock or versioning (exit 78).
         """
         check_semantics(config)
         # A missing or unreadable key is a configuration problem (exit 78, no restart loop).
@@ -52,7 +53,7 @@ class Archive:
             signing_key = load_signing_key(config.node.signing_key_file)
         except StorageError as exc:
             raise ConfigError("config", "node.signing_key_file", str(exc)) from exc
-        store = LocalObjectStore(config.storage.path, min_free_bytes=config.storage.min_free_bytes)
+        store = open_store(config)
         index = Index.open(config.database.url, run_migrations=migrate)
         return cls(
             config=config, index=index, vault=Vault(store, archive_key), signing_key=signing_key
@@ -69,6 +70,23 @@ def check_semantics(config: Config, *, source: str = "config") -> None:
     Raises:
         ConfigError: naming the key.
     """
+    if config.storage.backend == "s3" and not config.storage.s3_bucket:
+        raise ConfigError(source, "storage.s3_bucket", 'required when storage.backend = "s3"')
     if config.retention.default_class not in BUILTIN_CLASSES:
         known = ", ".join(sorted(BUILTIN_CLASSES))
         raise ConfigError(source, "retention.default_class", f"unknown class (known: {known})")
+
+
+def open_store(config: Config, *, source: str = "config") -> ObjectStore:
+    """The object store `storage.backend` names.
+
+    Raises:
+        ConfigError: an S3 key is missing, or the bucket lacks Object Lock or versioning.
+        StorageError: the S3 endpoint cannot be reached.
+    """
+    storage = config.storage
+    if storage.backend == "s3":
+        from tapeline.archive.s3store import S3ObjectStore  # noqa: PLC0415  # boto3 only if used
+
+        return S3ObjectStore.from_config(storage, source=source)
+    return LocalObjectStore(storage.path, min_free_bytes=storage.min_free_bytes)

@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -22,15 +23,39 @@ _SUFFIX = ".obj"
 
 
 class ObjectStore(Protocol):
-    """The seam between the archive and a storage backend (local disk now, S3 later)."""
+    """The seam between the archive and a storage backend (local disk, or S3 in s3store.py).
+
+    The WORM capabilities (`retain_until`, legal holds, retention extension, version ids) are
+    enforced only where `worm` is true; a local disk accepts the calls and enforces nothing, and
+    says so through `worm` and `mode`. Callers keep holds and retention in the index either way.
+    """
 
     @property
     def mode(self) -> str:
         """How the storage is described to examiners: `audit-trail` or `worm-external:<bucket>`."""
         ...
 
-    def put(self, object_id: str, chunks: Iterable[bytes]) -> None:
-        """Store a new object; an id is never reused."""
+    @property
+    def worm(self) -> bool:
+        """True only when the store itself refuses to rewrite or delete a retained object."""
+        ...
+
+    def put(
+        self, object_id: str, chunks: Iterable[bytes], *, retain_until: datetime | None = None
+    ) -> None:
+        """Store a new object, kept at least until `retain_until`; an id is never reused."""
+        ...
+
+    def set_legal_hold(self, object_id: str, *, on: bool) -> None:
+        """Set or release the store's legal hold on every version of an object."""
+        ...
+
+    def extend_retention(self, object_id: str, retain_until: datetime) -> None:
+        """Move every version's retention to `retain_until`; never shortens it."""
+        ...
+
+    def version_ids(self, object_id: str) -> list[str]:
+        """The store's version ids of an object, oldest first (none where unversioned)."""
         ...
 
     def get(self, object_id: str) -> bytes:
@@ -76,6 +101,11 @@ class LocalObjectStore:
         return "audit-trail"
 
     @property
+    def worm(self) -> bool:
+        """A local disk can always be rewritten by root: never WORM."""
+        return False
+
+    @property
     def root(self) -> Path:
         """The folder holding the objects."""
         return self._root
@@ -86,8 +116,16 @@ class LocalObjectStore:
         tail = canonical.replace("-", "")[-4:]
         return self._root / tail[:2] / tail[2:] / (canonical + _SUFFIX)
 
-    def put(self, object_id: str, chunks: Iterable[bytes]) -> None:
+    def put(
+        self,
+        object_id: str,
+        chunks: Iterable[bytes],
+        *,
+        retain_until: datetime | None = None,  # noqa: ARG002  # nothing on a disk can enforce it
+    ) -> None:
         """Write a new object atomically.
+
+        `retain_until` is accepted for the protocol and not enforced: the index keeps retention.
 
         Raises:
             DiskFull: free space is below the floor; nothing was written.
@@ -160,3 +198,13 @@ class LocalObjectStore:
         while not probe.exists():
             probe = probe.parent
         return shutil.disk_usage(probe).free
+
+    def set_legal_hold(self, object_id: str, *, on: bool) -> None:
+        """Nothing to set on a disk: holds live in the index only (not WORM)."""
+
+    def extend_retention(self, object_id: str, retain_until: datetime) -> None:
+        """Nothing to extend on a disk: retention lives in the index only (not WORM)."""
+
+    def version_ids(self, object_id: str) -> list[str]:  # noqa: ARG002  # files have no versions
+        """A file has no versions: always empty."""
+        return []

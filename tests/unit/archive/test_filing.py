@@ -12,12 +12,12 @@ import soundfile
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.models import StoredObject
-from tapeline.archive.objects import LocalObjectStore
 from tapeline.archive.reading import show
 from tapeline.archive.records import Filters, search
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.archive.verify import verify_archive
 from tapeline.events.outbox import pending
+from tests.conftest import flip_a_byte
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = json.loads((REPO / "docs" / "interaction.schema.json").read_text())
@@ -40,11 +40,9 @@ def test_synthetic_call_is_filed_encrypted_indexed_and_playable(archive: Archive
     assert rate == 8000
     assert frames.shape == (16000, 2)
     assert record["recording"]["sha256"]
-    # the object on disk is not the FLAC: it is sealed
-    store = archive.vault.store
-    assert isinstance(store, LocalObjectStore)
-    on_disk = store.path_of(record["recording"]["object_id"]).read_bytes()
-    assert b"fLaC" not in on_disk
+    # the stored object is not the FLAC: it is sealed
+    stored = archive.vault.store.get(record["recording"]["object_id"])
+    assert b"fLaC" not in stored
 
 
 def test_message_and_call_share_a_counterparty_and_filters_match(archive: Archive) -> None:
@@ -96,17 +94,12 @@ def test_filing_queues_events_and_audits(archive: Archive) -> None:
     assert verify_archive(archive).ok
 
 
-def test_verify_names_a_flipped_byte(archive: Archive) -> None:
+def test_verify_names_a_flipped_byte(archive: Archive, request: pytest.FixtureRequest) -> None:
     rid = file_synthetic_call(
         archive, line="+442071230001", counterparty="+447700900123", started_at=T0
     )
     record, _ = show(archive, REVIEWER, rid)
-    store = archive.vault.store
-    assert isinstance(store, LocalObjectStore)
-    path = store.path_of(record["recording"]["object_id"])
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_a_byte(archive, record["recording"]["object_id"], request)
     report = verify_archive(archive)
     assert not report.ok
     assert report.problems[0].startswith(f"object {record['recording']['object_id']}")

@@ -100,9 +100,14 @@ def test_canary_is_never_in_clear_in_objects_or_spool(archive: Archive) -> None:
     )
     writer.close()
     scanned = 0
-    for folder in (archive.config.storage.path, spool):
+    store = archive.vault.store
+    folders = [spool] if store.worm else [archive.config.storage.path, spool]
+    for folder in folders:
         for path in folder.rglob("*"):
             if path.is_file():
                 scanned += 1
                 assert canary.encode() not in path.read_bytes(), path
+    for object_id in store.ids() if store.worm else []:  # objects in the S3 bucket
+        scanned += 1
+        assert canary.encode() not in store.get(object_id), object_id
     assert scanned == 3  # the journal, the attachment and the manifest were all looked at
