@@ -9,6 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tapeline.archive.core import Archive
+from tapeline.archive.s3store import S3ObjectStore
+from tapeline.errors import TapelineError
 
 
 def readiness(archive: Archive, *, details: bool) -> tuple[int, dict[str, Any]]:
@@ -20,9 +22,19 @@ def readiness(archive: Archive, *, details: bool) -> tuple[int, dict[str, Any]]:
         checks["database"] = ("pass", "reachable")
     except SQLAlchemyError as exc:
         checks["database"] = ("fail", exc.__class__.__name__)
-    objects = archive.config.storage.path
-    readable = objects.exists() and os.access(objects, os.R_OK | os.X_OK)
-    checks["objects"] = ("pass", "readable") if readable else ("fail", f"{objects} not readable")
+    store = archive.vault.store
+    if isinstance(store, S3ObjectStore):
+        try:
+            store.check_bucket()
+            checks["objects"] = ("pass", f"bucket {store.bucket} locked and versioned")
+        except TapelineError as exc:
+            checks["objects"] = ("fail", str(exc))
+    else:
+        objects = archive.config.storage.path
+        readable = objects.exists() and os.access(objects, os.R_OK | os.X_OK)
+        checks["objects"] = (
+            ("pass", "readable") if readable else ("fail", f"{objects} not readable")
+        )
     status = "fail" if any(s == "fail" for s, _ in checks.values()) else "pass"
     body: dict[str, Any] = {"status": status}
     if details:
