@@ -418,9 +418,10 @@ def test_srtp_with_the_offered_key_decodes_and_a_wrong_key_is_a_capture_failure(
     frames, _ = soundfile.read(io.BytesIO(audio), dtype="int16")
     expected = _sox_decode(tone)
     start = int(np.flatnonzero(frames[:, 0])[0])
-    # The call ends at the BYE, which follows the last packet closely: that packet may be cut.
+    # The call ends at the BYE, which follows the last packets closely: on a loaded machine the
+    # last few 20 ms packets can fall after it. Everything heard must be exact.
     heard = frames[start : start + len(expected), 0]
-    assert len(heard) >= len(expected) - 160
+    assert len(heard) >= len(expected) - 3 * 160
     assert np.array_equal(heard, expected[: len(heard)])
     _srtp_call(sip_port, "srtp-bad", wrong_key=True)
     bad = _wait_filed(config_path, "srtp-bad")
