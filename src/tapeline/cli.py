@@ -380,6 +380,74 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _scope(args: argparse.Namespace) -> dict[str, object]:
+    from tapeline.archive.searches import scope_from  # noqa: PLC0415
+
+    return scope_from(
+        party=args.party,
+        line=args.line,
+        team=args.team,
+        channel=args.channel,
+        since=args.since,
+        until=args.until,
+    )
+
+
+def _print_json(value: object) -> None:
+    _out().write(json.dumps(value, sort_keys=True) + "\n")
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    """Legal holds: add, list, release (request), approve (a second person)."""
+    from tapeline.archive import holds  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.hold_command == "list":
+            for hold in holds.list_holds(archive):
+                if args.json:
+                    _print_json(hold)
+                else:
+                    _out().write(
+                        f"{hold['id']:>4}  {hold['state']:17} {hold['records']:>6} records  "
+                        f"{hold['matter']}\n"
+                    )
+            return 0
+        actor = _actor(args, archive)
+        if args.hold_command == "add":
+            info = holds.place_hold(
+                archive, actor, matter=args.matter, scope=_scope(args), saved_search=args.search
+            )
+            verb = "placed"
+        elif args.hold_command == "release":
+            info = holds.request_release(archive, actor, matter=args.matter, reason=args.reason)
+            verb = "release requested; another legal account must approve"
+        else:
+            info = holds.approve_release(archive, actor, matter=args.matter)
+            verb = "released"
+    finally:
+        archive.close()
+    _out().write(f"hold {info['id']} ({info['matter']}): {verb}; {info['records']} records\n")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Saved searches: save, list."""
+    from tapeline.archive.searches import list_searches, save_search  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.search_command == "list":
+            for item in list_searches(archive):
+                _print_json(item)
+            return 0
+        saved = save_search(archive, _actor(args, archive), name=args.name, scope=_scope(args))
+    finally:
+        archive.close()
+    _out().write(f"saved search {saved['name']}: {json.dumps(saved['filters'])}\n")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -398,6 +466,48 @@ def _add_actor(parser: argparse.ArgumentParser, *, auth_flag: str = "--password-
         auth_flag, dest="password_file", help="read the --as account's password from a file"
     )
     parser.add_argument("--totp", help="the --as account's current TOTP code")
+
+
+def _add_scope(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--party", help="a number, BSUID or URI of the other party")
+    parser.add_argument("--line", help="a recorded line number or its owner")
+    parser.add_argument("--team")
+    parser.add_argument("--channel", choices=["voice", "whatsapp"])
+    parser.add_argument("--since", type=_time_arg, help="RFC 3339 time or date")
+    parser.add_argument(
+        "--until", type=lambda v: _time_arg(v, end=True), help="RFC 3339 time or date"
+    )
+
+
+def _add_hold_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hold = sub.add_parser("hold", help="legal holds")
+    hold_sub = hold.add_subparsers(dest="hold_command", required=True)
+    h_add = hold_sub.add_parser("add", help="place a hold on a matter (legal)")
+    h_add.add_argument("--matter", required=True)
+    _add_scope(h_add)
+    h_add.add_argument("--search", help="a saved search the hold covers")
+    h_list = hold_sub.add_parser("list", help="every hold (the hold report)")
+    h_list.add_argument("--json", action="store_true")
+    h_rel = hold_sub.add_parser("release", help="request a release (legal, with a reason)")
+    h_rel.add_argument("--matter", required=True)
+    h_rel.add_argument("--reason", required=True)
+    h_ok = hold_sub.add_parser("approve", help="approve a requested release (another legal user)")
+    h_ok.add_argument("--matter", required=True)
+    for p in (h_add, h_list, h_rel, h_ok):
+        p.set_defaults(handler=cmd_hold)
+        _add_config(p)
+        _add_actor(p)
+
+    search = sub.add_parser("search", help="saved searches")
+    search_sub = search.add_subparsers(dest="search_command", required=True)
+    s_save = search_sub.add_parser("save", help="store a search under a name")
+    s_save.add_argument("--name", required=True)
+    _add_scope(s_save)
+    s_list = search_sub.add_parser("list", help="every saved search")
+    for p in (s_save, s_list):
+        p.set_defaults(handler=cmd_search)
+        _add_config(p)
+        _add_actor(p)
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI in one view
@@ -489,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     u_list = user_sub.add_parser("list", help="list accounts")
     u_list.set_defaults(handler=cmd_user_list)
     _add_config(u_list)
+    _add_hold_commands(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
 from tapeline.archive.core import Archive
+from tapeline.archive.holds import apply_at_filing
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import (
     CaptureGap,
@@ -364,6 +365,8 @@ class Filer:
             self._add_object(session, interaction_id, item)
         session.flush()
         self._index_parts(session, interaction_id, new, stored, region)
+        session.flush()
+        apply_at_filing(session, interaction_id, region=region)
         session.flush()
         return to_record(session, session.get_one(Interaction, interaction_id))
 

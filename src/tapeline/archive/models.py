@@ -112,6 +112,8 @@ class Interaction(Base):
     manifest_object_id: Mapped[str | None] = mapped_column(String(36))
     filed_at: Mapped[datetime]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when a purge destroyed the content: the row stays as a tombstone (DESIGN §5).
+    purged_at: Mapped[datetime | None]
 
 
 class Participant(Base):
@@ -318,3 +320,51 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+
+
+class SavedSearch(Base):
+    """A stored query (name, filters, owner) that holds and extensions can be scoped by."""
+
+    __tablename__ = "saved_searches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class Hold(Base):
+    """A legal hold (matter): `active`, then `release-requested`, then `released` (two people)."""
+
+    __tablename__ = "holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(24))
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime]
+    release_requested_by: Mapped[str | None] = mapped_column(String(64))
+    release_requested_at: Mapped[datetime | None]
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[datetime | None]
+
+
+class HoldScope(Base):
+    """What a hold covers: search filters, or a saved search (existing and future records)."""
+
+    __tablename__ = "hold_scopes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"), index=True)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    saved_search_id: Mapped[int | None] = mapped_column(ForeignKey("saved_searches.id"))
+
+
+class HeldRecord(Base):
+    """A record a hold was applied to (when placed, or when the record was filed later)."""
+
+    __tablename__ = "held_records"
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(
+        ForeignKey("interactions.id"), primary_key=True, index=True
+    )
+    applied_at: Mapped[datetime]

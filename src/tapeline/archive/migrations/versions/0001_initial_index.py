@@ -76,6 +76,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("node_id"),
     )
     op.create_table(
+        "holds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("matter", sa.String(length=200), nullable=False),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column("placed_by", sa.String(length=64), nullable=False),
+        sa.Column("placed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("release_requested_by", sa.String(length=64), nullable=True),
+        sa.Column("release_requested_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("release_reason", sa.Text(), nullable=True),
+        sa.Column("released_by", sa.String(length=64), nullable=True),
+        sa.Column("released_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_holds_matter"), ["matter"], unique=False)
+
+    op.create_table(
         "job_leases",
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("holder", sa.String(length=64), nullable=False),
@@ -109,6 +126,16 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_node_seq", ["node_id", "seq"], unique=True)
         batch_op.create_index("ix_outbox_pending", ["node_id", "sent_at"], unique=False)
 
+    op.create_table(
+        "saved_searches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -155,6 +182,25 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "hold_scopes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+        sa.Column("saved_search_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["hold_id"],
+            ["holds.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["saved_search_id"],
+            ["saved_searches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("hold_scopes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_hold_scopes_hold_id"), ["hold_id"], unique=False)
+
+    op.create_table(
         "interactions",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -181,6 +227,7 @@ def upgrade() -> None:
         sa.Column("manifest_object_id", sa.String(length=36), nullable=True),
         sa.Column("filed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("purged_at", tapeline.archive.models.UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["counterparty_id"],
             ["counterparties.id"],
@@ -218,6 +265,26 @@ def upgrade() -> None:
     with op.batch_alter_table("capture_gaps", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_capture_gaps_interaction_id"), ["interaction_id"], unique=False
+        )
+
+    op.create_table(
+        "held_records",
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("interaction_id", sa.String(length=36), nullable=False),
+        sa.Column("applied_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["hold_id"],
+            ["holds.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("hold_id", "interaction_id"),
+    )
+    with op.batch_alter_table("held_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_held_records_interaction_id"), ["interaction_id"], unique=False
         )
 
     op.create_table(
@@ -368,6 +435,10 @@ def downgrade() -> None:
 
     op.drop_table("objects")
     op.drop_table("messages")
+    with op.batch_alter_table("held_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_held_records_interaction_id"))
+
+    op.drop_table("held_records")
     with op.batch_alter_table("capture_gaps", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_capture_gaps_interaction_id"))
 
@@ -380,6 +451,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_interactions_counterparty_id"))
 
     op.drop_table("interactions")
+    with op.batch_alter_table("hold_scopes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_hold_scopes_hold_id"))
+
+    op.drop_table("hold_scopes")
     with op.batch_alter_table("counterparty_identifiers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_counterparty_identifiers_counterparty_id"))
 
@@ -389,6 +464,7 @@ def downgrade() -> None:
 
     op.drop_table("web_sessions")
     op.drop_table("users")
+    op.drop_table("saved_searches")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_pending")
         batch_op.drop_index("ix_outbox_node_seq")
@@ -396,6 +472,10 @@ def downgrade() -> None:
     op.drop_table("outbox_events")
     op.drop_table("node_heartbeats")
     op.drop_table("job_leases")
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_holds_matter"))
+
+    op.drop_table("holds")
     op.drop_table("event_counters")
     op.drop_table("counterparties")
     op.drop_table("audit_head")

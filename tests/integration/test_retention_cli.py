@@ -1,0 +1,89 @@
+"""Holds, retention and purge through the CLI, in subprocesses, on a throw-away appliance."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tapeline.archive.core import Archive
+from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.config import load_config
+from tests.conftest import tapeline, write_config_file
+
+T0 = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
+PARTY = "+447700900123"
+USERS = {
+    "ada": "admin",
+    "lena": "legal",
+    "leo": "legal",
+    "rmo": "records-manager",
+    "rex": "records-manager",
+    "eve": "export-officer",
+}
+
+
+def as_user(base: Path, name: str) -> list[str]:
+    """The flags that make a command act as one of the test accounts."""
+    return ["--as", name, "--password-file", str(base / f"pw-{name}")]
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Path:
+    config = write_config_file(tmp_path)
+    for name, role in USERS.items():
+        (tmp_path / f"pw-{name}").write_text(f"{name} long password 1234\n")
+        admin = (
+            [] if name == "ada" else ["--as", "ada", "--as-password-file", str(tmp_path / "pw-ada")]
+        )
+        tapeline(
+            "user", "add", name, "--role", role, "-c", str(config),
+            "--password-file", str(tmp_path / f"pw-{name}"), *admin,
+        )  # fmt: skip
+    return config
+
+
+def _file_call(config: Path, counterparty: str = PARTY) -> str:
+    archive = Archive.open(load_config(config, environ={}))
+    try:
+        return file_synthetic_call(
+            archive, line="+442071230001", counterparty=counterparty, started_at=T0
+        )
+    finally:
+        archive.close()
+
+
+def test_hold_add_list_release_approve(appliance: Path) -> None:
+    base, c = appliance.parent, str(appliance)
+    before = _file_call(appliance)
+    out = tapeline(
+        "hold", "add", "-c", c, *as_user(base, "lena"), "--matter", "FCA-17", "--party", PARTY
+    ).stdout
+    assert "placed; 1 records" in out
+    after = _file_call(appliance)
+    refused = tapeline(
+        "hold", "add", "-c", c, *as_user(base, "rmo"), "--matter", "X", "--party", PARTY,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 77
+    shown = json.loads(tapeline("show", "-c", c, after).stdout)
+    assert shown["holds"][0]["matter"] == "FCA-17"
+    assert json.loads(tapeline("show", "-c", c, before).stdout)["holds"]
+    tapeline(
+        "hold", "release", "-c", c, *as_user(base, "lena"), "--matter", "FCA-17",
+        "--reason", "closed",
+    )  # fmt: skip
+    same = tapeline(
+        "hold", "approve", "-c", c, *as_user(base, "lena"), "--matter", "FCA-17", check=False
+    )
+    assert same.returncode == 77
+    assert "cannot approve" in same.stderr
+    tapeline("hold", "approve", "-c", c, *as_user(base, "leo"), "--matter", "FCA-17")
+    listed = [
+        json.loads(x) for x in tapeline("hold", "list", "-c", c, "--json").stdout.splitlines()
+    ]
+    assert listed[0]["state"] == "released"
+    assert listed[0]["records"] == 2
+    assert listed[0]["released_by"] == "leo"
