@@ -448,6 +448,77 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Retention: list, propose (class or policy), approve (another person), extend."""
+    from tapeline.archive import policies  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.retention_command == "list":
+            info = policies.overview(archive)
+            if args.json:
+                _print_json(info)
+            else:
+                for cls in info["classes"]:
+                    _out().write(
+                        f"class  {cls['name']:18} {cls['minimum_days']:>6} days  {cls['rule']}\n"
+                    )
+                for pol in info["policies"]:
+                    _out().write(f"policy {pol['name']:18} -> {pol['class']}  {pol['match']}\n")
+                for prop in info["proposals"]:
+                    _out().write(f"proposal {prop['id']} {prop['state']}: {prop['payload']}\n")
+            return 0
+        actor = _actor(args, archive)
+        if args.retention_command == "propose":
+            if args.policy:
+                match = {
+                    k: v
+                    for k, v in {
+                        "line": args.line,
+                        "team": args.team,
+                        "channel": args.channel,
+                        "direction": args.direction,
+                        "tag": args.tag,
+                    }.items()
+                    if v
+                }
+                payload: dict[str, object] = {
+                    "name": args.policy,
+                    "class": args.class_name,
+                    "match": match,
+                }
+                kind = policies.KIND_POLICY
+            else:
+                payload = {
+                    "name": args.class_name,
+                    "minimum_days": args.minimum_days,
+                    "maximum_days": args.maximum_days,
+                    "accessible_days": args.accessible_days,
+                    "start": args.start,
+                    "rule": args.rule or "",
+                }
+                kind = policies.KIND_CLASS
+            result = policies.propose(archive, actor, kind=kind, payload=payload)
+            _out().write(f"proposal {result['id']} open; another records manager must approve\n")
+        elif args.retention_command == "approve":
+            result = policies.approve(archive, actor, args.proposal)
+            _out().write(f"proposal {result['id']} approved and in force\n")
+        else:
+            result = policies.extend(
+                archive,
+                actor,
+                reason=args.reason,
+                interaction_id=args.id,
+                saved_search=args.search,
+                years=args.years,
+                until=args.until,
+            )
+            _out().write(f"retention extended on {len(result['records'])} records\n")
+    finally:
+        archive.close()
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -506,6 +577,40 @@ def _add_hold_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     s_list = search_sub.add_parser("list", help="every saved search")
     for p in (s_save, s_list):
         p.set_defaults(handler=cmd_search)
+        _add_config(p)
+        _add_actor(p)
+
+
+def _add_retention_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ret = sub.add_parser("retention", help="retention classes, policies and extensions")
+    ret_sub = ret.add_subparsers(dest="retention_command", required=True)
+    r_list = ret_sub.add_parser("list", help="classes, policies in force, proposals")
+    r_list.add_argument("--json", action="store_true")
+    r_prop = ret_sub.add_parser("propose", help="propose a class, or with --policy a policy")
+    r_prop.add_argument("--class", dest="class_name", required=True, help="the class")
+    r_prop.add_argument("--minimum-days", type=int)
+    r_prop.add_argument("--maximum-days", type=int)
+    r_prop.add_argument("--accessible-days", type=int)
+    r_prop.add_argument("--start", choices=["creation", "fiscal-year-end", "event"])
+    r_prop.add_argument("--rule", help="the regulation the class implements")
+    r_prop.add_argument("--policy", metavar="NAME", help="propose a policy giving --class")
+    r_prop.add_argument("--line")
+    r_prop.add_argument("--team")
+    r_prop.add_argument("--channel", choices=["voice", "whatsapp"])
+    r_prop.add_argument("--direction", choices=["inbound", "outbound", "internal"])
+    r_prop.add_argument("--tag")
+    r_ok = ret_sub.add_parser("approve", help="approve a proposal (another records manager)")
+    r_ok.add_argument("proposal", type=int)
+    r_ext = ret_sub.add_parser("extend", help="lengthen retention of a record or saved search")
+    target = r_ext.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", help="an interaction id")
+    target.add_argument("--search", help="a saved search (also covers later matches)")
+    when = r_ext.add_mutually_exclusive_group(required=True)
+    when.add_argument("--years", type=float, help="keep at least this long from each start")
+    when.add_argument("--until", type=lambda v: _time_arg(v, end=True), help="keep until then")
+    r_ext.add_argument("--reason", required=True)
+    for p in (r_list, r_prop, r_ok, r_ext):
+        p.set_defaults(handler=cmd_retention)
         _add_config(p)
         _add_actor(p)
 
@@ -600,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     u_list.set_defaults(handler=cmd_user_list)
     _add_config(u_list)
     _add_hold_commands(sub)
+    _add_retention_commands(sub)
     return parser
 
 

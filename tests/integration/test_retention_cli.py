@@ -87,3 +87,36 @@ def test_hold_add_list_release_approve(appliance: Path) -> None:
     assert listed[0]["state"] == "released"
     assert listed[0]["records"] == 2
     assert listed[0]["released_by"] == "leo"
+
+
+def test_retention_propose_approve_list_extend(appliance: Path) -> None:
+    base, c = appliance.parent, str(appliance)
+    out = tapeline(
+        "retention", "propose", "-c", c, *as_user(base, "rmo"), "--class", "desk-8y",
+        "--minimum-days", "2922", "--rule", "house rule",
+    ).stdout  # fmt: skip
+    assert "proposal 1 open" in out
+    same = tapeline("retention", "approve", "-c", c, *as_user(base, "rmo"), "1", check=False)
+    assert same.returncode == 77
+    tapeline("retention", "approve", "-c", c, *as_user(base, "rex"), "1")
+    tapeline(
+        "retention", "propose", "-c", c, *as_user(base, "rex"), "--policy", "rates",
+        "--class", "desk-8y", "--team", "rates",
+    )  # fmt: skip
+    tapeline("retention", "approve", "-c", c, *as_user(base, "rmo"), "2")
+    listed = json.loads(tapeline("retention", "list", "-c", c, "--json").stdout)
+    assert {"name": "rates", "class": "desk-8y", "match": {"team": "rates"}} in listed["policies"]
+    rid = _file_call(appliance)
+    record = json.loads(tapeline("show", "-c", c, rid).stdout)
+    assert record["retention_class"] == "desk-8y"
+    assert record["retain_until"].startswith("2026-03-02")
+    shorter = tapeline(
+        "retention", "extend", "-c", c, *as_user(base, "rmo"), "--id", rid,
+        "--until", "2020-01-01", "--reason", "tidy", check=False,
+    )  # fmt: skip
+    assert shorter.returncode == 77
+    tapeline(
+        "retention", "extend", "-c", c, *as_user(base, "rmo"), "--id", rid, "--years", "10",
+        "--reason", "regulator asked",
+    )  # fmt: skip
+    assert json.loads(tapeline("show", "-c", c, rid).stdout)["retain_until"].startswith("2028-03")

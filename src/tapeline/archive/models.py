@@ -368,3 +368,57 @@ class HeldRecord(Base):
         ForeignKey("interactions.id"), primary_key=True, index=True
     )
     applied_at: Mapped[datetime]
+
+
+class RetentionClassRow(Base):
+    """A retention class as the index has it (authoritative after first start)."""
+
+    __tablename__ = "retention_classes"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minimum_days: Mapped[int] = mapped_column(Integer)
+    maximum_days: Mapped[int | None] = mapped_column(Integer)
+    accessible_days: Mapped[int | None] = mapped_column(Integer)
+    start: Mapped[str] = mapped_column(String(24))
+    rule: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class RetentionPolicyRow(Base):
+    """A policy: records matching `match` get `class_name`, if filed in its effective window."""
+
+    __tablename__ = "retention_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    class_name: Mapped[str] = mapped_column(String(64))
+    match: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    effective_from: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class RetentionProposal(Base):
+    """A proposed class or policy change, waiting for a second records manager."""
+
+    __tablename__ = "retention_proposals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+
+
+class RetentionExtension(Base):
+    """A longer retention for one record or a saved search (also applied to later matches)."""
+
+    __tablename__ = "retention_extensions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    saved_search_id: Mapped[int | None] = mapped_column(ForeignKey("saved_searches.id"))
+    interaction_id: Mapped[str | None] = mapped_column(ForeignKey("interactions.id"))
+    retain_until: Mapped[datetime | None]
+    minimum_days: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -1,11 +1,12 @@
 """Retention in the index: classes, policies, proposals (two records managers) and extensions.
 
-Theory of operation: on first start the shipped class templates, the config's `[[retention.classes]]`
-and `[[retention.policies]]` are written to the index (`ensure_seeded`); from then on the index is
-authoritative. A class or policy changes only through a proposal approved by a different
-records manager, and a policy applies to records filed after its approval (C-54). Extensions
-(a record, or a saved search and so every record matching it now or later) only lengthen
-retention; asking for a shorter `retain_until` is refused and audited (C-17).
+Theory of operation: on first start the shipped class templates and the config's
+`[[retention.classes]]` and `[[retention.policies]]` are written to the index
+(`ensure_seeded`); from then on the index is authoritative. A class or policy changes only
+through a proposal approved by a different records manager, and a policy applies to records
+filed after its approval (C-54). Extensions (a record, or a saved search and so every record
+matching it now or later) only lengthen retention; asking for a shorter `retain_until` is
+refused and audited (C-17).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from tapeline.archive.models import (
 )
 from tapeline.archive.records import iso
 from tapeline.archive.retention import (
+    START_CREATION,
+    START_EVENT,
+    START_FISCAL_YEAR_END,
     Policy,
     RecordFacts,
     RetentionClass,
@@ -48,6 +52,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAYS_PER_YEAR = 365.25
 KIND_CLASS = "class"
 KIND_POLICY = "policy"
+STARTS = (START_CREATION, START_FISCAL_YEAR_END, START_EVENT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +82,9 @@ def ensure_seeded(session: Session, config: Config, *, node_id: str) -> bool:
         return False
     now = utcnow()
     classes = load_templates()
-    classes.update({c.name: c for c in classes_from(c.model_dump() for c in config.retention.classes)})
+    classes.update(
+        {c.name: c for c in classes_from(c.model_dump() for c in config.retention.classes)}
+    )
     for cls in classes.values():
         session.add(_class_row(cls, now))
     for policy in config.retention.policies:
@@ -98,7 +105,10 @@ def ensure_seeded(session: Session, config: Config, *, node_id: str) -> bool:
         action="retention.seeded",
         object_type="retention",
         object_id=None,
-        details={"classes": sorted(classes), "policies": [p.name for p in config.retention.policies]},
+        details={
+            "classes": sorted(classes),
+            "policies": [p.name for p in config.retention.policies],
+        },
     )
     return True
 
@@ -121,15 +131,11 @@ def _to_policy(row: RetentionPolicyRow) -> Policy:
 def load_rules(session: Session, *, at: datetime | None = None) -> Rules:
     """The classes, and the policies in force at `at` (default now)."""
     moment = at or utcnow()
-    classes = {
-        r.name: _to_class(r) for r in session.execute(select(RetentionClassRow)).scalars()
-    }
+    classes = {r.name: _to_class(r) for r in session.execute(select(RetentionClassRow)).scalars()}
     rows = session.execute(
         select(RetentionPolicyRow)
         .where(RetentionPolicyRow.effective_from <= moment)
-        .where(
-            (RetentionPolicyRow.retired_at.is_(None)) | (RetentionPolicyRow.retired_at > moment)
-        )
+        .where((RetentionPolicyRow.retired_at.is_(None)) | (RetentionPolicyRow.retired_at > moment))
         .order_by(RetentionPolicyRow.name)
     ).scalars()
     return Rules(classes=classes, policies=[_to_policy(r) for r in rows])
@@ -152,18 +158,13 @@ def floor_class(session: Session, name: str) -> RetentionClass | None:
 
 
 def decide_for_filing(
-    session: Session,
-    archive: Archive,
-    interaction_id: str,
-    facts: RecordFacts,
-    *,
-    requested: str | None,
+    session: Session, archive: Archive, facts: RecordFacts, *, requested: str | None
 ) -> RetentionDecision:
-    """The decision for a record being filed, including extensions on saved searches."""
+    """The class and `retain_until` for a record being filed, by the rules in force now."""
     config = archive.config
     ensure_seeded(session, config, node_id=archive.node_id)
     rules = load_rules(session)
-    decision = decide(
+    return decide(
         facts,
         classes=rules.classes,
         policies=rules.policies,
@@ -171,23 +172,24 @@ def decide_for_filing(
         requested=requested,
         fiscal_end=config.retention.fiscal_year_end,
     )
-    until = decision.retain_until
-    trace = list(decision.trace)
-    region = config.node.default_region
+
+
+def extend_at_filing(session: Session, archive: Archive, row: Interaction) -> None:
+    """Apply extensions on saved searches the new (flushed) record matches."""
+    region = archive.config.node.default_region
     extensions = session.execute(
         select(RetentionExtension).where(RetentionExtension.saved_search_id.is_not(None))
     ).scalars()
     for ext in extensions:
         search = session.get_one(SavedSearch, ext.saved_search_id)
-        if not matching_ids(session, search.filters, region=region, among=[interaction_id]):
+        if not matching_ids(session, search.filters, region=region, among=[row.id]):
             continue
-        extended = _extended_until(ext, facts.started_at)
-        if extended > until:
-            until = extended
+        extended = _extended_until(ext, row.started_at)
+        if extended > row.retain_until:
+            row.retain_until = extended
+            trace = [*row.details.get("retention_trace", [])]
             trace.append(f"extension {ext.id} on saved search {search.name}: {ext.reason}")
-    return RetentionDecision(
-        retention_class=decision.retention_class, retain_until=until, trace=trace
-    )
+            row.details = {**row.details, "retention_trace": trace}
 
 
 def _extended_until(ext: RetentionExtension, started_at: datetime) -> datetime:
@@ -242,6 +244,8 @@ def _check_payload(session: Session, kind: str, payload: dict[str, Any]) -> None
             raise TapelineError("a class needs minimum_days >= 1")
         if maximum is not None and maximum < minimum:
             raise TapelineError("maximum_days is below minimum_days")
+        if payload.get("start") not in {None, *STARTS}:
+            raise TapelineError(f"unknown start {payload.get('start')!r}")
     elif kind == KIND_POLICY:
         if session.get(RetentionClassRow, payload.get("class")) is None:
             raise TapelineError(f"unknown retention class {payload.get('class')!r}")
@@ -356,7 +360,7 @@ def overview(archive: Archive) -> dict[str, Any]:
 # --- extensions -------------------------------------------------------------------------------
 
 
-def extend(  # noqa: PLR0913  # one argument per way of naming records and times
+def extend(  # noqa: C901, PLR0913  # one audited action; one argument per way of naming records
     archive: Archive,
     actor: audit.Actor,
     *,

@@ -127,6 +127,41 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_pending", ["node_id", "sent_at"], unique=False)
 
     op.create_table(
+        "retention_classes",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("minimum_days", sa.Integer(), nullable=False),
+        sa.Column("maximum_days", sa.Integer(), nullable=True),
+        sa.Column("accessible_days", sa.Integer(), nullable=True),
+        sa.Column("start", sa.String(length=24), nullable=False),
+        sa.Column("rule", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "retention_policies",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("class_name", sa.String(length=64), nullable=False),
+        sa.Column("match", sa.JSON(), nullable=False),
+        sa.Column("effective_from", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("retired_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "retention_proposals",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "saved_searches",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -348,6 +383,26 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "retention_extensions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("saved_search_id", sa.Integer(), nullable=True),
+        sa.Column("interaction_id", sa.String(length=36), nullable=True),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("minimum_days", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["saved_search_id"],
+            ["saved_searches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "streams",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("interaction_id", sa.String(length=36), nullable=False),
@@ -425,6 +480,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_streams_interaction_id"))
 
     op.drop_table("streams")
+    op.drop_table("retention_extensions")
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_participants_interaction_id"))
         batch_op.drop_index(batch_op.f("ix_participants_identifier"))
@@ -465,6 +521,9 @@ def downgrade() -> None:
     op.drop_table("web_sessions")
     op.drop_table("users")
     op.drop_table("saved_searches")
+    op.drop_table("retention_proposals")
+    op.drop_table("retention_policies")
+    op.drop_table("retention_classes")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_pending")
         batch_op.drop_index("ix_outbox_node_seq")
