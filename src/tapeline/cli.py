@@ -519,6 +519,63 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge_mode(args: argparse.Namespace, words: list[str]) -> str | None:
+    if words[:1] == ["approve"] and len(words) == 2:  # noqa: PLR2004  # approve BATCH
+        return "approve"
+    if words == ["list"]:
+        return "list"
+    if not words and args.dry_run != args.propose:
+        return "dry-run" if args.dry_run else "propose"
+    return None
+
+
+def _print_candidates(items: list[dict[str, object]], *, as_json: bool) -> None:
+    for item in items:
+        if as_json:
+            _print_json(item)
+        else:
+            _out().write(
+                f"{item['id']}  {item['started_at']}  {item['kind']!s:16} "
+                f"{item['retention_class']!s:16} until {item['retain_until']}\n"
+            )
+    if not as_json:
+        _out().write(f"{len(items)} records would be purged\n")
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Disposition: --dry-run, --propose, `approve BATCH`, `list`; the recorder executes."""
+    from tapeline.archive import purge  # noqa: PLC0415
+
+    words = list(args.words)
+    mode = _purge_mode(args, words)
+    if mode is None:
+        _err("use one of: purge --dry-run | purge --propose | purge approve BATCH | purge list")
+        return EX_USAGE
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        if mode == "dry-run":
+            _print_candidates(purge.dry_run(archive, actor), as_json=args.json)
+        elif mode == "propose":
+            batch = purge.propose_batch(archive, actor)
+            _out().write(
+                f"purge batch {batch['id']} proposed with {len(batch['items'])} records; "
+                "another records manager must approve it\n"
+            )
+        elif mode == "approve":
+            batch = purge.approve_batch(archive, actor, words[1])
+            _out().write(
+                f"purge batch {batch['id']} approved; the recorder executes it after "
+                f"{batch['not_before']}\n"
+            )
+        else:
+            for batch in purge.list_batches(archive):
+                _print_json(batch)
+    finally:
+        archive.close()
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -706,6 +763,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_config(u_list)
     _add_hold_commands(sub)
     _add_retention_commands(sub)
+    purge = add("purge", cmd_purge, "dispose of expired, unheld records (two people, grace)")
+    purge.add_argument("words", nargs="*", metavar="approve BATCH | list")
+    purge.add_argument("--dry-run", action="store_true", help="list what a purge would take")
+    purge.add_argument("--propose", action="store_true", help="propose a batch of those records")
+    purge.add_argument("--json", action="store_true")
+    _add_config(purge)
+    _add_actor(purge)
     return parser
 
 

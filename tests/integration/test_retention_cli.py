@@ -120,3 +120,26 @@ def test_retention_propose_approve_list_extend(appliance: Path) -> None:
         "--reason", "regulator asked",
     )  # fmt: skip
     assert json.loads(tapeline("show", "-c", c, rid).stdout)["retain_until"].startswith("2028-03")
+
+
+def test_purge_dry_run_propose_and_two_person_approval(appliance: Path) -> None:
+    base, c = appliance.parent, str(appliance)
+    held = _file_call(appliance)
+    free = _file_call(appliance, "+447700900999")
+    tapeline("hold", "add", "-c", c, *as_user(base, "lena"), "--matter", "M", "--party", PARTY)
+    dry = tapeline("purge", "-c", c, "--dry-run", "--json").stdout
+    assert [json.loads(x)["id"] for x in dry.splitlines()] == [free]
+    assert held not in dry
+    refused = tapeline("purge", "-c", c, "--propose", *as_user(base, "lena"), check=False)
+    assert refused.returncode == 77
+    out = tapeline("purge", "-c", c, "--propose", *as_user(base, "rmo")).stdout
+    batch = out.split()[2]
+    same = tapeline("purge", "approve", batch, "-c", c, *as_user(base, "rmo"), check=False)
+    assert same.returncode == 77
+    ok = tapeline("purge", "approve", batch, "-c", c, *as_user(base, "rex")).stdout
+    assert "the recorder executes it after" in ok
+    [listed] = [json.loads(x) for x in tapeline("purge", "list", "-c", c).stdout.splitlines()]
+    assert listed["state"] == "approved"
+    assert [i["id"] for i in listed["items"]] == [free]
+    # nothing was deleted by any of these commands
+    assert json.loads(tapeline("show", "-c", c, free).stdout)["id"] == free

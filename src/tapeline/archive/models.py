@@ -422,3 +422,44 @@ class RetentionExtension(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class PurgeBatch(Base):
+    """A set of expired, unheld records proposed for disposal; runs after approval and grace."""
+
+    __tablename__ = "purge_batches"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    selected_at: Mapped[datetime]
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    executed_at: Mapped[datetime | None]
+    certificate_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class PurgeItem(Base):
+    """One record of a purge batch, and what became of it."""
+
+    __tablename__ = "purge_items"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("purge_batches.id"), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
+    retention_class: Mapped[str] = mapped_column(String(64))
+    retain_until: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(200))
+
+
+class DestructionCertificate(Base):
+    """A signed certificate of destruction, itself kept (with a sealed copy) for six years."""
+
+    __tablename__ = "destruction_certificates"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("purge_batches.id"), index=True)
+    issued_at: Mapped[datetime]
+    retain_until: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    signature: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(Text)
+    object_id: Mapped[str] = mapped_column(String(36))

@@ -127,6 +127,23 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_pending", ["node_id", "sent_at"], unique=False)
 
     op.create_table(
+        "purge_batches",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("selected_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("approved_by", sa.String(length=64), nullable=True),
+        sa.Column("approved_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("not_before", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("executed_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("certificate_id", sa.String(length=36), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("purge_batches", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_purge_batches_state"), ["state"], unique=False)
+
+    op.create_table(
         "retention_classes",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("minimum_days", sa.Integer(), nullable=False),
@@ -214,6 +231,27 @@ def upgrade() -> None:
             batch_op.f("ix_counterparty_identifiers_counterparty_id"),
             ["counterparty_id"],
             unique=False,
+        )
+
+    op.create_table(
+        "destruction_certificates",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("issued_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("signature", sa.String(length=200), nullable=False),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.Column("object_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["purge_batches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("destruction_certificates", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_destruction_certificates_batch_id"), ["batch_id"], unique=False
         )
 
     op.create_table(
@@ -383,6 +421,23 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "purge_items",
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("interaction_id", sa.String(length=36), nullable=False),
+        sa.Column("retention_class", sa.String(length=64), nullable=False),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("outcome", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["purge_batches.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("batch_id", "interaction_id"),
+    )
+    op.create_table(
         "retention_extensions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("saved_search_id", sa.Integer(), nullable=True),
@@ -481,6 +536,7 @@ def downgrade() -> None:
 
     op.drop_table("streams")
     op.drop_table("retention_extensions")
+    op.drop_table("purge_items")
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_participants_interaction_id"))
         batch_op.drop_index(batch_op.f("ix_participants_identifier"))
@@ -511,6 +567,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_hold_scopes_hold_id"))
 
     op.drop_table("hold_scopes")
+    with op.batch_alter_table("destruction_certificates", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_destruction_certificates_batch_id"))
+
+    op.drop_table("destruction_certificates")
     with op.batch_alter_table("counterparty_identifiers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_counterparty_identifiers_counterparty_id"))
 
@@ -524,6 +584,10 @@ def downgrade() -> None:
     op.drop_table("retention_proposals")
     op.drop_table("retention_policies")
     op.drop_table("retention_classes")
+    with op.batch_alter_table("purge_batches", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_purge_batches_state"))
+
+    op.drop_table("purge_batches")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_pending")
         batch_op.drop_index("ix_outbox_node_seq")
