@@ -576,6 +576,66 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a signed export bundle of the matching records (export officer)."""
+    from tapeline.archive.export import export_records  # noqa: PLC0415
+    from tapeline.archive.records import Filters  # noqa: PLC0415
+
+    if not args.as_user:
+        raise AccessDenied("export reads content: name an account with --as")
+    try:  # opened before root is dropped, so any folder root can write to works
+        out_fd = os.open(args.out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise TapelineError(f"cannot create {args.out}: {exc.strerror}") from exc
+    try:
+        archive = _open_archive(args)
+        try:
+            filters = Filters(
+                party=args.party,
+                line=args.line,
+                team=args.team,
+                channel=args.channel,
+                kind=args.kind,
+                since=args.since,
+                until=args.until,
+                ids=args.id or [],
+                region=archive.config.node.default_region,
+            )
+            with os.fdopen(out_fd, "w+b", closefd=False) as handle:
+                summary = export_records(
+                    archive, _actor(args, archive), filters, handle, purpose=args.purpose
+                )
+        finally:
+            archive.close()
+    except BaseException:
+        Path(args.out).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(out_fd)
+    _out().write(
+        f"exported {summary.records} records ({summary.files} files) to {args.out}; "
+        f"manifest sha256 {summary.manifest_sha256}\n"
+    )
+    return 0
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    """Check an export bundle offline; name every changed, missing or extra file."""
+    from tapeline.archive.exportcheck import verify_export  # noqa: PLC0415
+
+    report = verify_export(Path(args.zip), expected_key=args.key)
+    out = _out()
+    out.write(f"records: {report.records}\nfiles checked: {report.files_checked}\n")
+    out.write(f"signed by: {report.public_key}\n")
+    if report.ok:
+        out.write("export ok\n")
+        return 0
+    out.write(f"FIRST PROBLEM: {report.problems[0]}\n")
+    for problem in report.problems[1:]:
+        out.write(f"also: {problem}\n")
+    return 1
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -763,6 +823,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_config(u_list)
     _add_hold_commands(sub)
     _add_retention_commands(sub)
+    export = add("export", cmd_export, "write a signed export bundle (export officer)")
+    _add_config(export)
+    _add_actor(export)
+    export.add_argument("--out", required=True, metavar="ZIP")
+    _add_scope(export)
+    export.add_argument(
+        "--kind", choices=["call", "message", "whatsapp_call", "orphan_stream", "capture_failure"]
+    )
+    export.add_argument("--id", action="append", help="an interaction id (repeatable)")
+    export.add_argument("--purpose", help="why (kept in the audit entry and the manifest)")
+    vexp = add("verify-export", cmd_verify_export, "check an export bundle offline")
+    vexp.add_argument("zip")
+    vexp.add_argument("--key", help="the expected signing key (ed25519:..., from tapeline info)")
     purge = add("purge", cmd_purge, "dispose of expired, unheld records (two people, grace)")
     purge.add_argument("words", nargs="*", metavar="approve BATCH | list")
     purge.add_argument("--dry-run", action="store_true", help="list what a purge would take")

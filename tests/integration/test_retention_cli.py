@@ -143,3 +143,24 @@ def test_purge_dry_run_propose_and_two_person_approval(appliance: Path) -> None:
     assert [i["id"] for i in listed["items"]] == [free]
     # nothing was deleted by any of these commands
     assert json.loads(tapeline("show", "-c", c, free).stdout)["id"] == free
+
+
+def test_export_and_verify_export(appliance: Path) -> None:
+    base, c = appliance.parent, str(appliance)
+    rid = _file_call(appliance)
+    out = base / "bundle.zip"
+    denied = tapeline("export", "-c", c, "--out", str(out), *as_user(base, "lena"), check=False)
+    assert denied.returncode == 77
+    assert not out.exists()
+    tapeline("export", "-c", c, "--out", str(out), "--party", PARTY, *as_user(base, "eve"))
+    key = json.loads(tapeline("info", "-c", c, "--json").stdout)["signing_public_key"]
+    good = tapeline("verify-export", str(out), "--key", key).stdout
+    assert "export ok" in good
+    raw = bytearray(out.read_bytes())
+    wav = f"records/{rid}/audio.wav".encode()
+    at = raw.index(wav) + len(wav) + 2000  # inside the stored WAV data
+    raw[at] ^= 0x01
+    out.write_bytes(bytes(raw))
+    bad = tapeline("verify-export", str(out), check=False)
+    assert bad.returncode == 1
+    assert f"FIRST PROBLEM: records/{rid}/audio.wav: changed" in bad.stdout
