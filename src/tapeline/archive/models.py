@@ -463,3 +463,31 @@ class DestructionCertificate(Base):
     signature: Mapped[str] = mapped_column(String(200))
     public_key: Mapped[str] = mapped_column(Text)
     object_id: Mapped[str] = mapped_column(String(36))
+
+
+class ScrubState(Base):
+    """Where the background scrub is in its current cycle over every object."""
+
+    __tablename__ = "scrub_state"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(36))
+    cycle_started_at: Mapped[datetime]
+    checked: Mapped[int] = mapped_column(BigInteger)
+    problems: Mapped[int] = mapped_column(BigInteger)
+    cycles_completed: Mapped[int] = mapped_column(Integer)
+    last_cycle_at: Mapped[datetime | None]
+
+
+class AuditCheckpoint(Base):
+    """A signed Merkle root (RFC 6962) over a run of audit entries; detects a cut chain."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    seq_from: Mapped[int] = mapped_column(BigInteger)
+    seq_to: Mapped[int] = mapped_column(BigInteger, index=True)
+    root: Mapped[str] = mapped_column(String(64))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    signature: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(Text)

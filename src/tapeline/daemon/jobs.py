@@ -1,4 +1,4 @@
-"""The recorder's job runner: approved purges after their grace period (and integrity jobs).
+"""The recorder's job runner: purges after their grace period, the scrub, audit checkpoints.
 
 Each tick runs in a worker thread (hashing and deleting block) under a lease row, so several
 recorders never run the same job twice. The clock guard is fed the wall clock and the monotonic
@@ -12,12 +12,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from tapeline.archive.checkpoints import write_checkpoint
 from tapeline.archive.clock import ClockGuard
 from tapeline.archive.core import Archive
 from tapeline.archive.disposal import execute_due
 from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import raise_alarm, take_lease
+from tapeline.archive.scrub import scrub_slice
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.errors import StorageError
@@ -33,6 +36,9 @@ class TickReport:
 
     certificates: list[str] = field(default_factory=list)
     purge_suspended: bool = False
+    scrubbed: int = 0
+    integrity_problems: list[str] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
 
 
 class JobsService:
@@ -45,19 +51,27 @@ class JobsService:
         self._tick_s = tick_s
         self._archive: Archive | None = None
         self.guard = ClockGuard(max_jump_s=config.retention.max_clock_jump_s)
+        self._last_run: dict[str, float] = {}
+
+    def _due(self, job: str, monotonic: float, every_s: float) -> bool:
+        last = self._last_run.get(job)
+        if last is not None and monotonic - last < every_s:
+            return False
+        self._last_run[job] = monotonic
+        return True
 
     async def start(self, runtime: Runtime) -> None:
         """Take the archive; nothing to bind."""
         self._archive = runtime.archive
 
     async def run(self) -> None:
-        """Tick until cancelled."""
+        """Tick until cancelled (the first tick waits one period: capture starts first)."""
         while True:
+            await asyncio.sleep(self._tick_s)
             try:
                 await asyncio.to_thread(self.tick, utcnow(), time.monotonic())
             except StorageError:
                 log.exception("job tick failed; retrying on the next tick")
-            await asyncio.sleep(self._tick_s)
 
     async def stop(self) -> None:
         """Nothing is left open between ticks."""
@@ -82,4 +96,14 @@ class JobsService:
             )
         elif take_lease(archive, "purge", seconds=LEASE_S):
             report.certificates = execute_due(archive, now=wall)
+        integrity = self._config.integrity
+        if self._due("scrub", monotonic, integrity.scrub_tick_s) and take_lease(
+            archive, "scrub", seconds=LEASE_S
+        ):
+            found = scrub_slice(archive, now=wall)
+            report.scrubbed, report.integrity_problems = found.checked, found.problems
+        if self._due("checkpoint", monotonic, integrity.checkpoint_interval_s) and take_lease(
+            archive, "checkpoint", seconds=LEASE_S
+        ):
+            report.checkpoint = write_checkpoint(archive, now=wall)
         return report

@@ -56,6 +56,11 @@ async def test_jobs_execute_after_grace_and_not_after_a_clock_jump(
         assert session.get_one(Interaction, rid).purged_at is None
     honest = JobsService(index_archive.config)
     await honest.start(Runtime(archive=index_archive, active_calls={}))
-    assert len(honest.tick(NOW + timedelta(days=15), 0.0).certificates) == 1
+    report = honest.tick(NOW + timedelta(days=15), 0.0)
+    assert len(report.certificates) == 1
+    assert report.scrubbed >= 1
+    assert report.checkpoint is not None
+    again = honest.tick(NOW + timedelta(days=15, seconds=60), 60.0)
+    assert (again.scrubbed, again.checkpoint) == (0, None)  # neither is due yet
     with index_archive.index.read() as session:
         assert session.get_one(Interaction, rid).purged_at is not None

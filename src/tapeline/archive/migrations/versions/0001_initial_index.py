@@ -37,6 +37,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_alarms_node_id"), ["node_id"], unique=False)
 
     op.create_table(
+        "audit_checkpoints",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("node_id", sa.String(length=64), nullable=False),
+        sa.Column("seq_from", sa.BigInteger(), nullable=False),
+        sa.Column("seq_to", sa.BigInteger(), nullable=False),
+        sa.Column("root", sa.String(length=64), nullable=False),
+        sa.Column("head_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("signature", sa.String(length=200), nullable=False),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_checkpoints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_checkpoints_seq_to"), ["seq_to"], unique=False)
+
+    op.create_table(
         "audit_entries",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("ts", tapeline.archive.models.UtcDateTime(), nullable=False),
@@ -187,6 +203,17 @@ def upgrade() -> None:
         sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "scrub_state",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("cursor", sa.String(length=36), nullable=True),
+        sa.Column("cycle_started_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("checked", sa.BigInteger(), nullable=False),
+        sa.Column("problems", sa.BigInteger(), nullable=False),
+        sa.Column("cycles_completed", sa.Integer(), nullable=False),
+        sa.Column("last_cycle_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "users",
@@ -580,6 +607,7 @@ def downgrade() -> None:
 
     op.drop_table("web_sessions")
     op.drop_table("users")
+    op.drop_table("scrub_state")
     op.drop_table("saved_searches")
     op.drop_table("retention_proposals")
     op.drop_table("retention_policies")
@@ -607,6 +635,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_entries_action"))
 
     op.drop_table("audit_entries")
+    with op.batch_alter_table("audit_checkpoints", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_checkpoints_seq_to"))
+
+    op.drop_table("audit_checkpoints")
     with op.batch_alter_table("alarms", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alarms_node_id"))
 
