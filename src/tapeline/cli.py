@@ -636,6 +636,49 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_cdr_import(args: argparse.Namespace) -> int:
+    """Import call detail records from a CSV file (docs/cdr.md)."""
+    from tapeline.archive.cdr import import_cdrs  # noqa: PLC0415
+
+    try:
+        data = Path(args.csv).read_bytes()
+    except OSError as exc:
+        raise TapelineError(f"cannot read {args.csv}: {exc.strerror}") from exc
+    archive = _open_archive(args)
+    try:
+        result = import_cdrs(archive, _actor(args, archive), data)
+    finally:
+        archive.close()
+    _out().write(f"imported {result.rows} CDRs from {args.csv} (import {result.import_id})\n")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """The daily reconciliation report: CDRs against recordings, gaps; exit 1 when incomplete."""
+    from tapeline.archive.cdr import reconcile  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        report = reconcile(archive, _actor(args, archive), args.date)
+    finally:
+        archive.close()
+    if args.json:
+        _print_json(report)
+    else:
+        out = _out()
+        out.write(f"reconciliation {report['date']}\n")
+        for line, counts in sorted(report["lines"].items()):
+            out.write(
+                f"  {line}: {counts['cdrs']} CDRs, {counts['recorded']} recorded, "
+                f"{counts['missing']} missing, {counts['short']} short\n"
+            )
+        for kind in ("missing", "failed", "short", "gaps"):
+            for item in report[kind]:
+                out.write(f"  {kind.upper()}: {json.dumps(item, sort_keys=True)}\n")
+    incomplete = report["missing"] or report["failed"] or report["short"]
+    return 1 if incomplete else 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -833,6 +876,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     )
     export.add_argument("--id", action="append", help="an interaction id (repeatable)")
     export.add_argument("--purpose", help="why (kept in the audit entry and the manifest)")
+    cdr = add("cdr", lambda _a: EX_USAGE, "call detail records")
+    cdr_sub = cdr.add_subparsers(dest="cdr_command", required=True)
+    c_imp = cdr_sub.add_parser("import", help="import a CDR CSV (start,end,from,to,call_id,line)")
+    c_imp.set_defaults(handler=cmd_cdr_import)
+    _add_config(c_imp)
+    _add_actor(c_imp)
+    c_imp.add_argument("csv")
+    rec = add("reconcile", cmd_reconcile, "daily reconciliation of CDRs against recordings")
+    _add_config(rec)
+    _add_actor(rec)
+    rec.add_argument("--date", required=True, type=date.fromisoformat, help="UTC day, YYYY-MM-DD")
+    rec.add_argument("--json", action="store_true")
     vexp = add("verify-export", cmd_verify_export, "check an export bundle offline")
     vexp.add_argument("zip")
     vexp.add_argument("--key", help="the expected signing key (ed25519:..., from tapeline info)")

@@ -164,3 +164,26 @@ def test_export_and_verify_export(appliance: Path) -> None:
     bad = tapeline("verify-export", str(out), check=False)
     assert bad.returncode == 1
     assert f"FIRST PROBLEM: records/{rid}/audio.wav: changed" in bad.stdout
+
+
+def test_cdr_import_and_reconcile(appliance: Path) -> None:
+    base, c = appliance.parent, str(appliance)
+    _file_call(appliance)  # 2018-03-02 09:30, 3 s
+    csv = base / "cdr.csv"
+    csv.write_text(
+        "start,end,from,to,call_id,line\n"
+        "2018-03-02T09:30:01Z,2018-03-02T09:30:04Z,+447700900123,+442071230001,,\n"
+        "2018-03-02T11:00:00Z,2018-03-02T11:02:00Z,+447700900555,+442071230001,,\n"
+    )
+    assert "imported 2 CDRs" in tapeline("cdr", "import", "-c", c, str(csv)).stdout
+    done = tapeline("reconcile", "-c", c, "--date", "2018-03-02", "--json", check=False)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert [m["from"] for m in report["missing"]] == ["+447700900555"]
+    assert report["short"] == []
+    assert report["lines"]["+442071230001"]["recorded"] == 1
+    bad = base / "bad.csv"
+    bad.write_text("start,end,from,to,call_id,line\nyesterday,,a,b,,\n")
+    refused = tapeline("cdr", "import", "-c", c, str(bad), check=False)
+    assert refused.returncode == 1
+    assert "CDR row 2" in refused.stderr

@@ -491,3 +491,19 @@ class AuditCheckpoint(Base):
     created_at: Mapped[datetime]
     signature: Mapped[str] = mapped_column(String(200))
     public_key: Mapped[str] = mapped_column(Text)
+
+
+class CallDetailRecord(Base):
+    """A call as the PBX or carrier billed it (imported CSV), reconciled against recordings."""
+
+    __tablename__ = "call_detail_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[str] = mapped_column(String(36), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime]
+    from_number: Mapped[str] = mapped_column(String(200))
+    to_number: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    line: Mapped[str | None] = mapped_column(String(32))
+    imported_at: Mapped[datetime]

@@ -79,6 +79,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "call_detail_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("import_id", sa.String(length=36), nullable=False),
+        sa.Column("row", sa.Integer(), nullable=False),
+        sa.Column("started_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("ended_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("from_number", sa.String(length=200), nullable=False),
+        sa.Column("to_number", sa.String(length=200), nullable=False),
+        sa.Column("call_id", sa.String(length=256), nullable=True),
+        sa.Column("line", sa.String(length=32), nullable=True),
+        sa.Column("imported_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("call_detail_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_call_id"), ["call_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_import_id"), ["import_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_started_at"), ["started_at"], unique=False
+        )
+
+    op.create_table(
         "counterparties",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=True),
@@ -629,6 +654,12 @@ def downgrade() -> None:
     op.drop_table("holds")
     op.drop_table("event_counters")
     op.drop_table("counterparties")
+    with op.batch_alter_table("call_detail_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_started_at"))
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_import_id"))
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_call_id"))
+
+    op.drop_table("call_detail_records")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_entries_object_id"))
