@@ -149,6 +149,13 @@ def test_holds_before_and_after_arrival_block_purge_until_a_two_person_release(
     assert dry_run(index_archive, RMO, now=GRACE_OVER) == []
     approve_release(index_archive, LEO, matter="BGC")
     assert sorted(_ids(dry_run(index_archive, RMO, now=GRACE_OVER))) == sorted([before, after])
+    second = propose_batch(index_archive, REX, now=GRACE_OVER)
+    approve_batch(index_archive, RMO, second["id"], now=GRACE_OVER)
+    assert execute_due(index_archive, now=GRACE_OVER) == []  # released: back to the grace queue
+    [cert_id] = execute_due(index_archive, now=GRACE_OVER + timedelta(days=14))
+    with index_archive.index.read() as session:
+        cert = session.get_one(DestructionCertificate, cert_id)
+        assert sorted(r["id"] for r in cert.body["records"]) == sorted([before, after])
 
 
 def test_forged_index_rows_cannot_shorten_retention(index_archive: Archive) -> None:
