@@ -113,6 +113,12 @@ def ensure_seeded(session: Session, config: Config, *, node_id: str) -> bool:
     return True
 
 
+def seed(archive: Archive) -> bool:
+    """Seed the index's classes and policies if this is its first start (the recorder's start)."""
+    with archive.index.write() as session:
+        return ensure_seeded(session, archive.config, node_id=archive.node_id)
+
+
 def _to_class(row: RetentionClassRow) -> RetentionClass:
     return RetentionClass(
         name=row.name,

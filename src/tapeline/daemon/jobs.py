@@ -20,6 +20,7 @@ from tapeline.archive.core import Archive
 from tapeline.archive.disposal import execute_due
 from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import raise_alarm, take_lease
+from tapeline.archive.policies import seed
 from tapeline.archive.scrub import scrub_slice
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
@@ -61,8 +62,9 @@ class JobsService:
         return True
 
     async def start(self, runtime: Runtime) -> None:
-        """Take the archive; nothing to bind."""
+        """Take the archive and, on the index's first start, load the retention templates."""
         self._archive = runtime.archive
+        await asyncio.to_thread(seed, runtime.archive)
 
     async def run(self) -> None:
         """Tick until cancelled (the first tick waits one period: capture starts first)."""

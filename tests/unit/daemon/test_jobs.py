@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
+
 from tapeline.archive.audit import Actor
 from tapeline.archive.clock import ClockGuard
 from tapeline.archive.core import Archive
-from tapeline.archive.models import Interaction
+from tapeline.archive.models import Interaction, RetentionClassRow
 from tapeline.archive.nodes import active_alarms
 from tapeline.archive.purge import approve_batch, propose_batch
 from tapeline.archive.synthetic import file_synthetic_call
@@ -25,6 +27,14 @@ def test_clock_guard_trips_on_a_forward_jump_and_stays_tripped() -> None:
     assert guard.observe(NOW + timedelta(seconds=60), 160.0)
     assert not guard.observe(NOW + timedelta(hours=3), 220.0)
     assert not guard.observe(NOW + timedelta(hours=3, seconds=60), 280.0)
+
+
+async def test_jobs_seed_the_retention_classes_on_first_start(index_archive: Archive) -> None:
+    jobs = JobsService(index_archive.config)
+    await jobs.start(Runtime(archive=index_archive, active_calls={}))
+    with index_archive.index.read() as session:
+        names = set(session.execute(select(RetentionClassRow.name)).scalars())
+    assert {"finra-4511", "mifid-ii", "selftest"} <= names
 
 
 async def test_jobs_execute_after_grace_and_not_after_a_clock_jump(
