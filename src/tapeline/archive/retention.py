@@ -111,7 +111,7 @@ class RetentionDecision:
 
 def load_templates() -> dict[str, RetentionClass]:
     """The class templates shipped with Tapeline."""
-    text = resources.files("tapeline.data").joinpath("retention_classes.toml").read_text("utf-8")
+    text = resources.files("tapeline").joinpath("data/retention_classes.toml").read_text("utf-8")
     return {c.name: c for c in classes_from(tomllib.loads(text)["classes"])}
 
 
