@@ -359,6 +359,19 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]
         opened.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def index_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    """An opened archive on a local object folder, on each index backend (SQLite, PostgreSQL)."""
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres").new_database()
+    opened = Archive.open(parse_config(config_dict(tmp_path, url), source="test"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 def flip_a_byte(archive: Archive, object_id: str, request: pytest.FixtureRequest) -> None:
     """Tamper with a stored object: rewrite its file, or on S3 put a new version over it.
 

@@ -380,6 +380,305 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _scope(args: argparse.Namespace) -> dict[str, object]:
+    from tapeline.archive.searches import scope_from  # noqa: PLC0415
+
+    return scope_from(
+        party=args.party,
+        line=args.line,
+        team=args.team,
+        channel=args.channel,
+        since=args.since,
+        until=args.until,
+    )
+
+
+def _print_json(value: object) -> None:
+    _out().write(json.dumps(value, sort_keys=True) + "\n")
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    """Legal holds: add, list, release (request), approve (a second person)."""
+    from tapeline.archive import holds  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.hold_command == "list":
+            for hold in holds.list_holds(archive):
+                if args.json:
+                    _print_json(hold)
+                else:
+                    _out().write(
+                        f"{hold['id']:>4}  {hold['state']:17} {hold['records']:>6} records  "
+                        f"{hold['matter']}\n"
+                    )
+            return 0
+        actor = _actor(args, archive)
+        if args.hold_command == "add":
+            info = holds.place_hold(
+                archive, actor, matter=args.matter, scope=_scope(args), saved_search=args.search
+            )
+            verb = "placed"
+        elif args.hold_command == "release":
+            info = holds.request_release(archive, actor, matter=args.matter, reason=args.reason)
+            verb = "release requested; another legal account must approve"
+        else:
+            info = holds.approve_release(archive, actor, matter=args.matter)
+            verb = "released"
+    finally:
+        archive.close()
+    _out().write(f"hold {info['id']} ({info['matter']}): {verb}; {info['records']} records\n")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Saved searches: save, list."""
+    from tapeline.archive.searches import list_searches, save_search  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.search_command == "list":
+            for item in list_searches(archive):
+                _print_json(item)
+            return 0
+        saved = save_search(archive, _actor(args, archive), name=args.name, scope=_scope(args))
+    finally:
+        archive.close()
+    _out().write(f"saved search {saved['name']}: {json.dumps(saved['filters'])}\n")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Retention: list, propose (class or policy), approve (another person), extend."""
+    from tapeline.archive import policies  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        if args.retention_command == "list":
+            info = policies.overview(archive)
+            if args.json:
+                _print_json(info)
+            else:
+                for cls in info["classes"]:
+                    _out().write(
+                        f"class  {cls['name']:18} {cls['minimum_days']:>6} days  {cls['rule']}\n"
+                    )
+                for pol in info["policies"]:
+                    _out().write(f"policy {pol['name']:18} -> {pol['class']}  {pol['match']}\n")
+                for prop in info["proposals"]:
+                    _out().write(f"proposal {prop['id']} {prop['state']}: {prop['payload']}\n")
+            return 0
+        actor = _actor(args, archive)
+        if args.retention_command == "propose":
+            if args.policy:
+                match = {
+                    k: v
+                    for k, v in {
+                        "line": args.line,
+                        "team": args.team,
+                        "channel": args.channel,
+                        "direction": args.direction,
+                        "tag": args.tag,
+                    }.items()
+                    if v
+                }
+                payload: dict[str, object] = {
+                    "name": args.policy,
+                    "class": args.class_name,
+                    "match": match,
+                }
+                kind = policies.KIND_POLICY
+            else:
+                payload = {
+                    "name": args.class_name,
+                    "minimum_days": args.minimum_days,
+                    "maximum_days": args.maximum_days,
+                    "accessible_days": args.accessible_days,
+                    "start": args.start,
+                    "rule": args.rule or "",
+                }
+                kind = policies.KIND_CLASS
+            result = policies.propose(archive, actor, kind=kind, payload=payload)
+            _out().write(f"proposal {result['id']} open; another records manager must approve\n")
+        elif args.retention_command == "approve":
+            result = policies.approve(archive, actor, args.proposal)
+            _out().write(f"proposal {result['id']} approved and in force\n")
+        else:
+            result = policies.extend(
+                archive,
+                actor,
+                reason=args.reason,
+                interaction_id=args.id,
+                saved_search=args.search,
+                years=args.years,
+                until=args.until,
+            )
+            _out().write(f"retention extended on {len(result['records'])} records\n")
+    finally:
+        archive.close()
+    return 0
+
+
+def _purge_mode(args: argparse.Namespace, words: list[str]) -> str | None:
+    if words[:1] == ["approve"] and len(words) == 2:  # noqa: PLR2004  # approve BATCH
+        return "approve"
+    if words == ["list"]:
+        return "list"
+    if not words and args.dry_run != args.propose:
+        return "dry-run" if args.dry_run else "propose"
+    return None
+
+
+def _print_candidates(items: list[dict[str, object]], *, as_json: bool) -> None:
+    for item in items:
+        if as_json:
+            _print_json(item)
+        else:
+            _out().write(
+                f"{item['id']}  {item['started_at']}  {item['kind']!s:16} "
+                f"{item['retention_class']!s:16} until {item['retain_until']}\n"
+            )
+    if not as_json:
+        _out().write(f"{len(items)} records would be purged\n")
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Disposition: --dry-run, --propose, `approve BATCH`, `list`; the recorder executes."""
+    from tapeline.archive import purge  # noqa: PLC0415
+
+    words = list(args.words)
+    mode = _purge_mode(args, words)
+    if mode is None:
+        _err("use one of: purge --dry-run | purge --propose | purge approve BATCH | purge list")
+        return EX_USAGE
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        if mode == "dry-run":
+            _print_candidates(purge.dry_run(archive, actor), as_json=args.json)
+        elif mode == "propose":
+            batch = purge.propose_batch(archive, actor)
+            _out().write(
+                f"purge batch {batch['id']} proposed with {len(batch['items'])} records; "
+                "another records manager must approve it\n"
+            )
+        elif mode == "approve":
+            batch = purge.approve_batch(archive, actor, words[1])
+            _out().write(
+                f"purge batch {batch['id']} approved; the recorder executes it after "
+                f"{batch['not_before']}\n"
+            )
+        else:
+            for batch in purge.list_batches(archive):
+                _print_json(batch)
+    finally:
+        archive.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a signed export bundle of the matching records (export officer)."""
+    from tapeline.archive.export import export_records  # noqa: PLC0415
+    from tapeline.archive.records import Filters  # noqa: PLC0415
+
+    if not args.as_user:
+        raise AccessDenied("export reads content: name an account with --as")
+    try:  # opened before root is dropped, so any folder root can write to works
+        out_fd = os.open(args.out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise TapelineError(f"cannot create {args.out}: {exc.strerror}") from exc
+    try:
+        archive = _open_archive(args)
+        try:
+            filters = Filters(
+                party=args.party,
+                line=args.line,
+                team=args.team,
+                channel=args.channel,
+                kind=args.kind,
+                since=args.since,
+                until=args.until,
+                ids=args.id or [],
+                region=archive.config.node.default_region,
+            )
+            with os.fdopen(out_fd, "w+b", closefd=False) as handle:
+                summary = export_records(
+                    archive, _actor(args, archive), filters, handle, purpose=args.purpose
+                )
+        finally:
+            archive.close()
+    except BaseException:
+        Path(args.out).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(out_fd)
+    _out().write(
+        f"exported {summary.records} records ({summary.files} files) to {args.out}; "
+        f"manifest sha256 {summary.manifest_sha256}\n"
+    )
+    return 0
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    """Check an export bundle offline; name every changed, missing or extra file."""
+    from tapeline.archive.exportcheck import verify_export  # noqa: PLC0415
+
+    report = verify_export(Path(args.zip), expected_key=args.key)
+    out = _out()
+    out.write(f"records: {report.records}\nfiles checked: {report.files_checked}\n")
+    out.write(f"signed by: {report.public_key}\n")
+    if report.ok:
+        out.write("export ok\n")
+        return 0
+    out.write(f"FIRST PROBLEM: {report.problems[0]}\n")
+    for problem in report.problems[1:]:
+        out.write(f"also: {problem}\n")
+    return 1
+
+
+def cmd_cdr_import(args: argparse.Namespace) -> int:
+    """Import call detail records from a CSV file (docs/cdr.md)."""
+    from tapeline.archive.cdr import import_cdrs  # noqa: PLC0415
+
+    try:
+        data = Path(args.csv).read_bytes()
+    except OSError as exc:
+        raise TapelineError(f"cannot read {args.csv}: {exc.strerror}") from exc
+    archive = _open_archive(args)
+    try:
+        result = import_cdrs(archive, _actor(args, archive), data)
+    finally:
+        archive.close()
+    _out().write(f"imported {result.rows} CDRs from {args.csv} (import {result.import_id})\n")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """The daily reconciliation report: CDRs against recordings, gaps; exit 1 when incomplete."""
+    from tapeline.archive.cdr import reconcile  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        report = reconcile(archive, _actor(args, archive), args.date)
+    finally:
+        archive.close()
+    if args.json:
+        _print_json(report)
+    else:
+        out = _out()
+        out.write(f"reconciliation {report['date']}\n")
+        for line, counts in sorted(report["lines"].items()):
+            out.write(
+                f"  {line}: {counts['cdrs']} CDRs, {counts['recorded']} recorded, "
+                f"{counts['missing']} missing, {counts['short']} short\n"
+            )
+        for kind in ("missing", "failed", "short", "gaps"):
+            for item in report[kind]:
+                out.write(f"  {kind.upper()}: {json.dumps(item, sort_keys=True)}\n")
+    incomplete = report["missing"] or report["failed"] or report["short"]
+    return 1 if incomplete else 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -398,6 +697,82 @@ def _add_actor(parser: argparse.ArgumentParser, *, auth_flag: str = "--password-
         auth_flag, dest="password_file", help="read the --as account's password from a file"
     )
     parser.add_argument("--totp", help="the --as account's current TOTP code")
+
+
+def _add_scope(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--party", help="a number, BSUID or URI of the other party")
+    parser.add_argument("--line", help="a recorded line number or its owner")
+    parser.add_argument("--team")
+    parser.add_argument("--channel", choices=["voice", "whatsapp"])
+    parser.add_argument("--since", type=_time_arg, help="RFC 3339 time or date")
+    parser.add_argument(
+        "--until", type=lambda v: _time_arg(v, end=True), help="RFC 3339 time or date"
+    )
+
+
+def _add_hold_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hold = sub.add_parser("hold", help="legal holds")
+    hold_sub = hold.add_subparsers(dest="hold_command", required=True)
+    h_add = hold_sub.add_parser("add", help="place a hold on a matter (legal)")
+    h_add.add_argument("--matter", required=True)
+    _add_scope(h_add)
+    h_add.add_argument("--search", help="a saved search the hold covers")
+    h_list = hold_sub.add_parser("list", help="every hold (the hold report)")
+    h_list.add_argument("--json", action="store_true")
+    h_rel = hold_sub.add_parser("release", help="request a release (legal, with a reason)")
+    h_rel.add_argument("--matter", required=True)
+    h_rel.add_argument("--reason", required=True)
+    h_ok = hold_sub.add_parser("approve", help="approve a requested release (another legal user)")
+    h_ok.add_argument("--matter", required=True)
+    for p in (h_add, h_list, h_rel, h_ok):
+        p.set_defaults(handler=cmd_hold)
+        _add_config(p)
+        _add_actor(p)
+
+    search = sub.add_parser("search", help="saved searches")
+    search_sub = search.add_subparsers(dest="search_command", required=True)
+    s_save = search_sub.add_parser("save", help="store a search under a name")
+    s_save.add_argument("--name", required=True)
+    _add_scope(s_save)
+    s_list = search_sub.add_parser("list", help="every saved search")
+    for p in (s_save, s_list):
+        p.set_defaults(handler=cmd_search)
+        _add_config(p)
+        _add_actor(p)
+
+
+def _add_retention_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ret = sub.add_parser("retention", help="retention classes, policies and extensions")
+    ret_sub = ret.add_subparsers(dest="retention_command", required=True)
+    r_list = ret_sub.add_parser("list", help="classes, policies in force, proposals")
+    r_list.add_argument("--json", action="store_true")
+    r_prop = ret_sub.add_parser("propose", help="propose a class, or with --policy a policy")
+    r_prop.add_argument("--class", dest="class_name", required=True, help="the class")
+    r_prop.add_argument("--minimum-days", type=int)
+    r_prop.add_argument("--maximum-days", type=int)
+    r_prop.add_argument("--accessible-days", type=int)
+    r_prop.add_argument("--start", choices=["creation", "fiscal-year-end", "event"])
+    r_prop.add_argument("--rule", help="the regulation the class implements")
+    r_prop.add_argument("--policy", metavar="NAME", help="propose a policy giving --class")
+    r_prop.add_argument("--line")
+    r_prop.add_argument("--team")
+    r_prop.add_argument("--channel", choices=["voice", "whatsapp"])
+    r_prop.add_argument("--direction", choices=["inbound", "outbound", "internal"])
+    r_prop.add_argument("--tag")
+    r_ok = ret_sub.add_parser("approve", help="approve a proposal (another records manager)")
+    r_ok.add_argument("proposal", type=int)
+    r_ext = ret_sub.add_parser("extend", help="lengthen retention of a record or saved search")
+    target = r_ext.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", help="an interaction id")
+    target.add_argument("--search", help="a saved search (also covers later matches)")
+    when = r_ext.add_mutually_exclusive_group(required=True)
+    when.add_argument("--years", type=float, help="keep at least this long from each start")
+    when.add_argument("--until", type=lambda v: _time_arg(v, end=True), help="keep until then")
+    r_ext.add_argument("--reason", required=True)
+    for p in (r_list, r_prop, r_ok, r_ext):
+        p.set_defaults(handler=cmd_retention)
+        _add_config(p)
+        _add_actor(p)
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI in one view
@@ -489,6 +864,40 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     u_list = user_sub.add_parser("list", help="list accounts")
     u_list.set_defaults(handler=cmd_user_list)
     _add_config(u_list)
+    _add_hold_commands(sub)
+    _add_retention_commands(sub)
+    export = add("export", cmd_export, "write a signed export bundle (export officer)")
+    _add_config(export)
+    _add_actor(export)
+    export.add_argument("--out", required=True, metavar="ZIP")
+    _add_scope(export)
+    export.add_argument(
+        "--kind", choices=["call", "message", "whatsapp_call", "orphan_stream", "capture_failure"]
+    )
+    export.add_argument("--id", action="append", help="an interaction id (repeatable)")
+    export.add_argument("--purpose", help="why (kept in the audit entry and the manifest)")
+    cdr = add("cdr", lambda _a: EX_USAGE, "call detail records")
+    cdr_sub = cdr.add_subparsers(dest="cdr_command", required=True)
+    c_imp = cdr_sub.add_parser("import", help="import a CDR CSV (start,end,from,to,call_id,line)")
+    c_imp.set_defaults(handler=cmd_cdr_import)
+    _add_config(c_imp)
+    _add_actor(c_imp)
+    c_imp.add_argument("csv")
+    rec = add("reconcile", cmd_reconcile, "daily reconciliation of CDRs against recordings")
+    _add_config(rec)
+    _add_actor(rec)
+    rec.add_argument("--date", required=True, type=date.fromisoformat, help="UTC day, YYYY-MM-DD")
+    rec.add_argument("--json", action="store_true")
+    vexp = add("verify-export", cmd_verify_export, "check an export bundle offline")
+    vexp.add_argument("zip")
+    vexp.add_argument("--key", help="the expected signing key (ed25519:..., from tapeline info)")
+    purge = add("purge", cmd_purge, "dispose of expired, unheld records (two people, grace)")
+    purge.add_argument("words", nargs="*", metavar="approve BATCH | list")
+    purge.add_argument("--dry-run", action="store_true", help="list what a purge would take")
+    purge.add_argument("--propose", action="store_true", help="propose a batch of those records")
+    purge.add_argument("--json", action="store_true")
+    _add_config(purge)
+    _add_actor(purge)
     return parser
 
 

@@ -269,10 +269,82 @@ class WebConfig(_Section):
         return _split_host_port(self.listen)
 
 
+_CLASS_NAME = r"^[a-z0-9][a-z0-9.-]{0,63}$"
+
+
+class RetentionClassConfig(_Section):
+    """A `[[retention.classes]]` entry: a class added to (or replacing) a shipped template."""
+
+    name: str = Field(pattern=_CLASS_NAME)
+    minimum_days: int = Field(ge=1)
+    maximum_days: int | None = Field(default=None, ge=1)
+    accessible_days: int | None = Field(default=None, ge=0)
+    start: Literal["creation", "fiscal-year-end", "event"] = "creation"
+    rule: str = ""
+
+    @model_validator(mode="after")
+    def _maximum_not_below_minimum(self) -> RetentionClassConfig:
+        if self.maximum_days is not None and self.maximum_days < self.minimum_days:
+            raise ValueError(f"class {self.name}: maximum_days is below minimum_days")
+        return self
+
+
+class RetentionPolicyConfig(_Section):
+    """A `[[retention.policies]]` entry: records matching every criterion get the class."""
+
+    name: str = Field(min_length=1, max_length=100)
+    retention_class: str = Field(pattern=_CLASS_NAME)
+    line: str | None = None
+    team: str | None = None
+    channel: Literal["voice", "whatsapp"] | None = None
+    direction: Literal["inbound", "outbound", "internal"] | None = None
+    tag: str | None = None
+
+    def criteria(self) -> dict[str, str]:
+        """The criteria that are set."""
+        values = {
+            "line": self.line,
+            "team": self.team,
+            "channel": self.channel,
+            "direction": self.direction,
+            "tag": self.tag,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> RetentionPolicyConfig:
+        if not self.criteria():
+            raise ValueError(f"policy {self.name}: give at least one of line, team, channel, ...")
+        return self
+
+
 class RetentionConfig(_Section):
-    """`[retention]`: the class given to records no policy matches."""
+    """`[retention]`: classes, policies, the default class and the purge grace period."""
 
     default_class: str = "finra-4511"
+    purge_grace_days: int = Field(default=14, ge=0)
+    fiscal_year_end: str = Field(
+        default="12-31", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    )
+    max_clock_jump_s: float = Field(default=3600.0, gt=0)
+    classes: list[RetentionClassConfig] = Field(default_factory=list)
+    policies: list[RetentionPolicyConfig] = Field(default_factory=list)
+
+
+class IntegrityConfig(_Section):
+    """`[integrity]`: the background scrub and the signed audit checkpoints."""
+
+    scrub_interval_days: float = Field(default=30.0, gt=0)
+    scrub_tick_s: float = Field(default=300.0, gt=0)
+    checkpoint_interval_s: float = Field(default=900.0, gt=0)
+    checkpoint_target: str = ""
+
+    @field_validator("checkpoint_target")
+    @classmethod
+    def _check_target(cls, value: str) -> str:
+        if value and value != "syslog" and not value.startswith("file:/"):
+            raise ValueError('expected "", "syslog" or "file:/ABSOLUTE/PATH"')
+        return value
 
 
 class AlarmsConfig(_Section):
@@ -327,6 +399,7 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     lines: list[Line] = Field(default_factory=list)
     trunks: list[Trunk] = Field(default_factory=list)

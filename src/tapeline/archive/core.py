@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tapeline.archive.crypto import load_archive_key, load_signing_key
 from tapeline.archive.db import Index
 from tapeline.archive.objects import LocalObjectStore, ObjectStore
-from tapeline.archive.retention import BUILTIN_CLASSES
+from tapeline.archive.retention import load_templates
 from tapeline.archive.vault import Vault
 from tapeline.config import Config
 from tapeline.errors import ConfigError, StorageError
@@ -72,9 +72,14 @@ def check_semantics(config: Config, *, source: str = "config") -> None:
     """
     if config.storage.backend == "s3" and not config.storage.s3_bucket:
         raise ConfigError(source, "storage.s3_bucket", 'required when storage.backend = "s3"')
-    if config.retention.default_class not in BUILTIN_CLASSES:
-        known = ", ".join(sorted(BUILTIN_CLASSES))
-        raise ConfigError(source, "retention.default_class", f"unknown class (known: {known})")
+    known = set(load_templates()) | {c.name for c in config.retention.classes}
+    if config.retention.default_class not in known:
+        names = ", ".join(sorted(known))
+        raise ConfigError(source, "retention.default_class", f"unknown class (known: {names})")
+    for n, policy in enumerate(config.retention.policies):
+        if policy.retention_class not in known:
+            key = f"retention.policies.{n}.retention_class"
+            raise ConfigError(source, key, f"unknown class {policy.retention_class!r}")
 
 
 def open_store(config: Config, *, source: str = "config") -> ObjectStore:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
 from tapeline.archive.core import Archive
+from tapeline.archive.holds import apply_at_filing
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import (
     CaptureGap,
@@ -36,8 +37,9 @@ from tapeline.archive.models import (
     utcnow,
 )
 from tapeline.archive.parties import identifier_for
+from tapeline.archive.policies import decide_for_filing, extend_at_filing
 from tapeline.archive.records import to_record
-from tapeline.archive.retention import decide
+from tapeline.archive.retention import RecordFacts
 from tapeline.archive.vault import SealedRef
 from tapeline.errors import StorageError, TapelineError
 from tapeline.events.envelope import EventType
@@ -311,11 +313,16 @@ class Filer:
         config = self._archive.config
         region = config.node.default_region
         line = next((ln for ln in config.lines if ln.number == new.line_number), None)
-        decision = decide(
-            new.started_at,
-            default_class=config.retention.default_class,
-            requested=new.retention_class,
+        facts = RecordFacts(
+            started_at=new.started_at,
+            channel=new.channel,
+            direction=new.direction,
+            line=new.line_number,
+            owner=line.owner if line else None,
+            team=line.team if line else None,
+            tags=tuple(new.tags),
         )
+        decision = decide_for_filing(session, self._archive, facts, requested=new.retention_class)
         person_id = None
         person_ident = None
         if new.counterparty:
@@ -364,6 +371,9 @@ class Filer:
             self._add_object(session, interaction_id, item)
         session.flush()
         self._index_parts(session, interaction_id, new, stored, region)
+        session.flush()
+        extend_at_filing(session, self._archive, session.get_one(Interaction, interaction_id))
+        apply_at_filing(session, interaction_id, region=region)
         session.flush()
         return to_record(session, session.get_one(Interaction, interaction_id))
 

@@ -112,6 +112,8 @@ class Interaction(Base):
     manifest_object_id: Mapped[str | None] = mapped_column(String(36))
     filed_at: Mapped[datetime]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when a purge destroyed the content: the row stays as a tombstone (DESIGN §5).
+    purged_at: Mapped[datetime | None]
 
 
 class Participant(Base):
@@ -318,3 +320,190 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+
+
+class SavedSearch(Base):
+    """A stored query (name, filters, owner) that holds and extensions can be scoped by."""
+
+    __tablename__ = "saved_searches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class Hold(Base):
+    """A legal hold (matter): `active`, then `release-requested`, then `released` (two people)."""
+
+    __tablename__ = "holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(24))
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime]
+    release_requested_by: Mapped[str | None] = mapped_column(String(64))
+    release_requested_at: Mapped[datetime | None]
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[datetime | None]
+
+
+class HoldScope(Base):
+    """What a hold covers: search filters, or a saved search (existing and future records)."""
+
+    __tablename__ = "hold_scopes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"), index=True)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    saved_search_id: Mapped[int | None] = mapped_column(ForeignKey("saved_searches.id"))
+
+
+class HeldRecord(Base):
+    """A record a hold was applied to (when placed, or when the record was filed later)."""
+
+    __tablename__ = "held_records"
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(
+        ForeignKey("interactions.id"), primary_key=True, index=True
+    )
+    applied_at: Mapped[datetime]
+
+
+class RetentionClassRow(Base):
+    """A retention class as the index has it (authoritative after first start)."""
+
+    __tablename__ = "retention_classes"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minimum_days: Mapped[int] = mapped_column(Integer)
+    maximum_days: Mapped[int | None] = mapped_column(Integer)
+    accessible_days: Mapped[int | None] = mapped_column(Integer)
+    start: Mapped[str] = mapped_column(String(24))
+    rule: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class RetentionPolicyRow(Base):
+    """A policy: records matching `match` get `class_name`, if filed in its effective window."""
+
+    __tablename__ = "retention_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    class_name: Mapped[str] = mapped_column(String(64))
+    match: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    effective_from: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class RetentionProposal(Base):
+    """A proposed class or policy change, waiting for a second records manager."""
+
+    __tablename__ = "retention_proposals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+
+
+class RetentionExtension(Base):
+    """A longer retention for one record or a saved search (also applied to later matches)."""
+
+    __tablename__ = "retention_extensions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    saved_search_id: Mapped[int | None] = mapped_column(ForeignKey("saved_searches.id"))
+    interaction_id: Mapped[str | None] = mapped_column(ForeignKey("interactions.id"))
+    retain_until: Mapped[datetime | None]
+    minimum_days: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class PurgeBatch(Base):
+    """A set of expired, unheld records proposed for disposal; runs after approval and grace."""
+
+    __tablename__ = "purge_batches"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    selected_at: Mapped[datetime]
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    executed_at: Mapped[datetime | None]
+    certificate_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class PurgeItem(Base):
+    """One record of a purge batch, and what became of it."""
+
+    __tablename__ = "purge_items"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("purge_batches.id"), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
+    retention_class: Mapped[str] = mapped_column(String(64))
+    retain_until: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(200))
+
+
+class DestructionCertificate(Base):
+    """A signed certificate of destruction, itself kept (with a sealed copy) for six years."""
+
+    __tablename__ = "destruction_certificates"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("purge_batches.id"), index=True)
+    issued_at: Mapped[datetime]
+    retain_until: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    signature: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(Text)
+    object_id: Mapped[str] = mapped_column(String(36))
+
+
+class ScrubState(Base):
+    """Where the background scrub is in its current cycle over every object."""
+
+    __tablename__ = "scrub_state"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(36))
+    cycle_started_at: Mapped[datetime]
+    checked: Mapped[int] = mapped_column(BigInteger)
+    problems: Mapped[int] = mapped_column(BigInteger)
+    cycles_completed: Mapped[int] = mapped_column(Integer)
+    last_cycle_at: Mapped[datetime | None]
+
+
+class AuditCheckpoint(Base):
+    """A signed Merkle root (RFC 6962) over a run of audit entries; detects a cut chain."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    seq_from: Mapped[int] = mapped_column(BigInteger)
+    seq_to: Mapped[int] = mapped_column(BigInteger, index=True)
+    root: Mapped[str] = mapped_column(String(64))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    signature: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(Text)
+
+
+class CallDetailRecord(Base):
+    """A call as the PBX or carrier billed it (imported CSV), reconciled against recordings."""
+
+    __tablename__ = "call_detail_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[str] = mapped_column(String(36), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime]
+    from_number: Mapped[str] = mapped_column(String(200))
+    to_number: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    line: Mapped[str | None] = mapped_column(String(32))
+    imported_at: Mapped[datetime]

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from tapeline.archive.models import (
     CaptureGap,
     CounterpartyIdentifier,
+    HeldRecord,
+    Hold,
     Interaction,
     MediaObject,
     Message,
@@ -80,6 +82,17 @@ def _message(session: Session, interaction_id: str) -> dict[str, Any] | None:
     }
 
 
+def holds_on(session: Session, interaction_id: str) -> list[dict[str, Any]]:
+    """The unreleased holds applied to a record (hold status shows on the record, C-64)."""
+    rows = session.execute(
+        select(Hold)
+        .join(HeldRecord, HeldRecord.hold_id == Hold.id)
+        .where(HeldRecord.interaction_id == interaction_id, Hold.state != "released")
+        .order_by(Hold.id)
+    ).scalars()
+    return [{"hold_id": h.id, "matter": h.matter, "state": h.state} for h in rows]
+
+
 def to_record(session: Session, row: Interaction) -> dict[str, Any]:
     """The interaction as the JSON object every interface prints."""
     identifiers: list[str] = []
@@ -141,7 +154,7 @@ def to_record(session: Session, row: Interaction) -> dict[str, Any]:
         "gaps": [{"start_ms": g.start_ms, "end_ms": g.end_ms, "reason": g.reason} for g in gaps],
         "tags": row.tags,
         "review_flag": row.review_flag,
-        "holds": [],
+        "holds": holds_on(session, row.id),
         "retention_class": row.retention_class,
         "retain_until": iso(row.retain_until),
         "source": {
@@ -194,6 +207,7 @@ def _party_clause(session: Session, party: str, region: str) -> ColumnElement[bo
 
 
 def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:
+    query = query.where(Interaction.purged_at.is_(None))  # tombstones are not records any more
     if filters.line:
         query = query.where(
             or_(Interaction.line_number == filters.line, Interaction.line_owner == filters.line)

@@ -31,7 +31,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tapeline.archive.retention import BUILTIN_CLASSES
+from tapeline.archive.retention import LONGEST_MINIMUM_DAYS
 from tapeline.config import StorageConfig, read_secret
 from tapeline.errors import ConfigError, NotFound, StorageError
 
@@ -44,7 +44,7 @@ COMPLIANCE: Literal["COMPLIANCE"] = "COMPLIANCE"
 # it could belong to has expired, and a COMPLIANCE date can be extended later but never shortened.
 # So the store-level default is the longest built-in retention class (FINRA 4511, six years);
 # filing passes the record's own `retain_until` when it knows it.
-DEFAULT_RETENTION = timedelta(days=max(c.minimum_days for c in BUILTIN_CLASSES.values()))
+DEFAULT_RETENTION = timedelta(days=LONGEST_MINIMUM_DAYS)
 # S3 has no free-space figure; capacity alarms for a bucket belong to the storage system.
 UNMETERED_FREE_BYTES = 2**63 - 1
 HTTP_NOT_FOUND = 404

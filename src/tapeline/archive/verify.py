@@ -1,4 +1,7 @@
-"""`tapeline verify`: re-hash every object and walk the audit chain; name the first break."""
+"""`tapeline verify`: re-hash objects, walk the audit chain and checkpoints; name the first break.
+
+Certificates of destruction are checked against their signatures as well.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tapeline.archive.audit import iter_chain_problems
+from tapeline.archive.checkpoints import checkpoint_problems
 from tapeline.archive.core import Archive
-from tapeline.archive.models import AuditEntry, StoredObject
+from tapeline.archive.crypto import public_key_text
+from tapeline.archive.models import AuditEntry, DestructionCertificate, StoredObject
+from tapeline.archive.signing import canonical_json, verify
 from tapeline.errors import IntegrityError, NotFound
 
 
@@ -38,17 +44,19 @@ def verify_archive(archive: Archive) -> VerifyReport:
         for obj in rows:
             known.add(obj.id)
             report.objects_checked += 1
-            try:
-                if obj.kind == "manifest":
-                    archive.vault.load_self_keyed(obj.id, sha256=obj.sha256)
-                elif obj.wrapped_key is None:
-                    report.problems.append(f"object {obj.id}: its data key is missing")
-                else:
-                    archive.vault.load(obj.id, obj.wrapped_key, obj.sha256)
-            except (IntegrityError, NotFound) as exc:
-                report.problems.append(f"object {obj.id}: {exc}")
+            found = object_problem(archive, obj)
+            if found is not None:
+                report.problems.append(found)
         for problem in iter_chain_problems(session):
             report.problems.append(problem.reason)
+        report.problems.extend(
+            checkpoint_problems(
+                session,
+                public_key=public_key_text(archive.signing_key),
+                target=archive.config.integrity.checkpoint_target,
+            )
+        )
+        report.problems.extend(certificate_problems(session))
         report.audit_entries_checked = _count_entries(session)
     report.problems.extend(
         f"object {oid}: present in the store but not in the index"
@@ -56,6 +64,30 @@ def verify_archive(archive: Archive) -> VerifyReport:
         if oid not in known
     )
     return report
+
+
+def object_problem(archive: Archive, obj: StoredObject) -> str | None:
+    """Why a live object cannot be read back as recorded, or None when it can."""
+    try:
+        if obj.kind == "manifest":
+            archive.vault.load_self_keyed(obj.id, sha256=obj.sha256)
+        elif obj.wrapped_key is None:
+            return f"object {obj.id}: its data key is missing"
+        else:
+            archive.vault.load(obj.id, obj.wrapped_key, obj.sha256)
+    except (IntegrityError, NotFound) as exc:
+        return f"object {obj.id}: {exc}"
+    return None
+
+
+def certificate_problems(session: Session) -> list[str]:
+    """Certificates of destruction whose signature does not verify."""
+    rows = session.execute(select(DestructionCertificate)).scalars()
+    return [
+        f"certificate of destruction {c.id}: signature does not verify"
+        for c in rows
+        if not verify(c.public_key, canonical_json(c.body), c.signature)
+    ]
 
 
 def _count_entries(session: Session) -> int:

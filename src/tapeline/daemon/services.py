@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tapeline.config import Config
 from tapeline.daemon.diskwatch import DiskWatch
+from tapeline.daemon.jobs import JobsService
 from tapeline.daemon.recorder import Service
 from tapeline.events.publisher import MqttPublisher
 
@@ -21,4 +22,5 @@ def build_services(config: Config) -> list[Service]:
         services.append(WhatsappService(config))
     if config.mqtt.url is not None:
         services.append(MqttPublisher(config))
+    services.append(JobsService(config))
     return services

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from tapeline import __version__
 from tapeline.archive.access import Action, allowed
+from tapeline.archive.cdr import reconcile
 from tapeline.archive.core import Archive
 from tapeline.archive.reading import find, show
 from tapeline.archive.records import Filters
@@ -243,6 +244,14 @@ def create_app(archive: Archive) -> FastAPI:  # noqa: C901, PLR0915  # the route
     @app.get("/api/v1/openapi.json")
     def api_schema(_: user_dep) -> dict[str, Any]:
         return app.openapi()
+
+    @app.get("/api/v1/reconciliation")
+    def api_reconciliation(
+        user: user_dep, day: Annotated[str, Query(alias="date", pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    ) -> dict[str, Any]:
+        if not any(allowed(user.actor, a) for a in (Action.RETENTION, Action.READ_AUDIT)):
+            raise AccessDenied(f"{user.actor.name} may not read the reconciliation report")
+        return reconcile(archive, user.actor, date.fromisoformat(day))
 
     @app.get("/api/v1/interactions/{interaction_id}")
     def api_show(interaction_id: str, user: user_dep) -> dict[str, Any]:

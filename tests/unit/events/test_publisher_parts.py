@@ -72,10 +72,11 @@ def test_build_services_adds_the_publisher_only_with_a_url(tmp_path: Path) -> No
     assert [s.name for s in build_services(parse_config(data, source="t"))] == [
         "diskwatch",
         "siprec",
+        "jobs",
     ]
     data["mqtt"] = {"url": "mqtt://127.0.0.1:1883"}
     services = build_services(parse_config(data, source="t"))
-    assert [s.name for s in services] == ["diskwatch", "siprec", "mqtt"]
+    assert [s.name for s in services] == ["diskwatch", "siprec", "mqtt", "jobs"]
     assert isinstance(services[2], MqttPublisher)
 
 

@@ -37,6 +37,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_alarms_node_id"), ["node_id"], unique=False)
 
     op.create_table(
+        "audit_checkpoints",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("node_id", sa.String(length=64), nullable=False),
+        sa.Column("seq_from", sa.BigInteger(), nullable=False),
+        sa.Column("seq_to", sa.BigInteger(), nullable=False),
+        sa.Column("root", sa.String(length=64), nullable=False),
+        sa.Column("head_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("signature", sa.String(length=200), nullable=False),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_checkpoints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_checkpoints_seq_to"), ["seq_to"], unique=False)
+
+    op.create_table(
         "audit_entries",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("ts", tapeline.archive.models.UtcDateTime(), nullable=False),
@@ -63,6 +79,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "call_detail_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("import_id", sa.String(length=36), nullable=False),
+        sa.Column("row", sa.Integer(), nullable=False),
+        sa.Column("started_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("ended_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("from_number", sa.String(length=200), nullable=False),
+        sa.Column("to_number", sa.String(length=200), nullable=False),
+        sa.Column("call_id", sa.String(length=256), nullable=True),
+        sa.Column("line", sa.String(length=32), nullable=True),
+        sa.Column("imported_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("call_detail_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_call_id"), ["call_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_import_id"), ["import_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_call_detail_records_started_at"), ["started_at"], unique=False
+        )
+
+    op.create_table(
         "counterparties",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=True),
@@ -75,6 +116,23 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("node_id"),
     )
+    op.create_table(
+        "holds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("matter", sa.String(length=200), nullable=False),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column("placed_by", sa.String(length=64), nullable=False),
+        sa.Column("placed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("release_requested_by", sa.String(length=64), nullable=True),
+        sa.Column("release_requested_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("release_reason", sa.Text(), nullable=True),
+        sa.Column("released_by", sa.String(length=64), nullable=True),
+        sa.Column("released_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_holds_matter"), ["matter"], unique=False)
+
     op.create_table(
         "job_leases",
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -109,6 +167,79 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_node_seq", ["node_id", "seq"], unique=True)
         batch_op.create_index("ix_outbox_pending", ["node_id", "sent_at"], unique=False)
 
+    op.create_table(
+        "purge_batches",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("selected_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("approved_by", sa.String(length=64), nullable=True),
+        sa.Column("approved_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("not_before", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("executed_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("certificate_id", sa.String(length=36), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("purge_batches", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_purge_batches_state"), ["state"], unique=False)
+
+    op.create_table(
+        "retention_classes",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("minimum_days", sa.Integer(), nullable=False),
+        sa.Column("maximum_days", sa.Integer(), nullable=True),
+        sa.Column("accessible_days", sa.Integer(), nullable=True),
+        sa.Column("start", sa.String(length=24), nullable=False),
+        sa.Column("rule", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "retention_policies",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("class_name", sa.String(length=64), nullable=False),
+        sa.Column("match", sa.JSON(), nullable=False),
+        sa.Column("effective_from", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("retired_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "retention_proposals",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("proposed_by", sa.String(length=64), nullable=False),
+        sa.Column("proposed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "saved_searches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "scrub_state",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("cursor", sa.String(length=36), nullable=True),
+        sa.Column("cycle_started_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("checked", sa.BigInteger(), nullable=False),
+        sa.Column("problems", sa.BigInteger(), nullable=False),
+        sa.Column("cycles_completed", sa.Integer(), nullable=False),
+        sa.Column("last_cycle_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -155,6 +286,46 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "destruction_certificates",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("issued_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("signature", sa.String(length=200), nullable=False),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.Column("object_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["purge_batches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("destruction_certificates", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_destruction_certificates_batch_id"), ["batch_id"], unique=False
+        )
+
+    op.create_table(
+        "hold_scopes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+        sa.Column("saved_search_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["hold_id"],
+            ["holds.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["saved_search_id"],
+            ["saved_searches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("hold_scopes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_hold_scopes_hold_id"), ["hold_id"], unique=False)
+
+    op.create_table(
         "interactions",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -181,6 +352,7 @@ def upgrade() -> None:
         sa.Column("manifest_object_id", sa.String(length=36), nullable=True),
         sa.Column("filed_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("purged_at", tapeline.archive.models.UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["counterparty_id"],
             ["counterparties.id"],
@@ -218,6 +390,26 @@ def upgrade() -> None:
     with op.batch_alter_table("capture_gaps", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_capture_gaps_interaction_id"), ["interaction_id"], unique=False
+        )
+
+    op.create_table(
+        "held_records",
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("interaction_id", sa.String(length=36), nullable=False),
+        sa.Column("applied_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["hold_id"],
+            ["holds.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("hold_id", "interaction_id"),
+    )
+    with op.batch_alter_table("held_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_held_records_interaction_id"), ["interaction_id"], unique=False
         )
 
     op.create_table(
@@ -280,6 +472,43 @@ def upgrade() -> None:
             batch_op.f("ix_participants_interaction_id"), ["interaction_id"], unique=False
         )
 
+    op.create_table(
+        "purge_items",
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("interaction_id", sa.String(length=36), nullable=False),
+        sa.Column("retention_class", sa.String(length=64), nullable=False),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("outcome", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["purge_batches.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("batch_id", "interaction_id"),
+    )
+    op.create_table(
+        "retention_extensions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("saved_search_id", sa.Integer(), nullable=True),
+        sa.Column("interaction_id", sa.String(length=36), nullable=True),
+        sa.Column("retain_until", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("minimum_days", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["saved_search_id"],
+            ["saved_searches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
     op.create_table(
         "streams",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -358,6 +587,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_streams_interaction_id"))
 
     op.drop_table("streams")
+    op.drop_table("retention_extensions")
+    op.drop_table("purge_items")
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_participants_interaction_id"))
         batch_op.drop_index(batch_op.f("ix_participants_identifier"))
@@ -368,6 +599,10 @@ def downgrade() -> None:
 
     op.drop_table("objects")
     op.drop_table("messages")
+    with op.batch_alter_table("held_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_held_records_interaction_id"))
+
+    op.drop_table("held_records")
     with op.batch_alter_table("capture_gaps", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_capture_gaps_interaction_id"))
 
@@ -380,6 +615,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_interactions_counterparty_id"))
 
     op.drop_table("interactions")
+    with op.batch_alter_table("hold_scopes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_hold_scopes_hold_id"))
+
+    op.drop_table("hold_scopes")
+    with op.batch_alter_table("destruction_certificates", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_destruction_certificates_batch_id"))
+
+    op.drop_table("destruction_certificates")
     with op.batch_alter_table("counterparty_identifiers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_counterparty_identifiers_counterparty_id"))
 
@@ -389,6 +632,15 @@ def downgrade() -> None:
 
     op.drop_table("web_sessions")
     op.drop_table("users")
+    op.drop_table("scrub_state")
+    op.drop_table("saved_searches")
+    op.drop_table("retention_proposals")
+    op.drop_table("retention_policies")
+    op.drop_table("retention_classes")
+    with op.batch_alter_table("purge_batches", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_purge_batches_state"))
+
+    op.drop_table("purge_batches")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_pending")
         batch_op.drop_index("ix_outbox_node_seq")
@@ -396,14 +648,28 @@ def downgrade() -> None:
     op.drop_table("outbox_events")
     op.drop_table("node_heartbeats")
     op.drop_table("job_leases")
+    with op.batch_alter_table("holds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_holds_matter"))
+
+    op.drop_table("holds")
     op.drop_table("event_counters")
     op.drop_table("counterparties")
+    with op.batch_alter_table("call_detail_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_started_at"))
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_import_id"))
+        batch_op.drop_index(batch_op.f("ix_call_detail_records_call_id"))
+
+    op.drop_table("call_detail_records")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_entries_object_id"))
         batch_op.drop_index(batch_op.f("ix_audit_entries_action"))
 
     op.drop_table("audit_entries")
+    with op.batch_alter_table("audit_checkpoints", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_checkpoints_seq_to"))
+
+    op.drop_table("audit_checkpoints")
     with op.batch_alter_table("alarms", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alarms_node_id"))
 
