@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tapeline.archive import totp
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.filing import MediaIn
+from tapeline.archive.nodes import heartbeat
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.archive.users import add_user
 from tapeline.config import parse_config
@@ -81,6 +83,7 @@ class Live:
     base: str
     archive: Archive
     call_id: str
+    admin_totp: bytes
     console: list[str] = field(default_factory=list)
 
 
@@ -98,6 +101,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         password=PASSWORD,
         by=Actor.system("test"),
     )
+    secret = add_user(
+        archive,
+        name="ada",
+        roles=["admin"],
+        teams=[],
+        password=PASSWORD,
+        by=Actor.system("test"),
+        with_totp=True,
+    )
+    assert secret is not None
     call = file_synthetic_call(
         archive, line="+442071230001", counterparty="+447700900123", started_at=T0, seconds=6.0
     )
@@ -130,7 +143,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         time.sleep(0.05)
     host, port = config.web.address
     try:
-        yield Live(base=f"https://{host}:{port}", archive=archive, call_id=call)
+        yield Live(base=f"https://{host}:{port}", archive=archive, call_id=call, admin_totp=secret)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -160,10 +173,11 @@ def page(browser: Browser, live: Live) -> Iterator[Page]:
         context.close()
 
 
-def _login(page: Page) -> None:
+def _login(page: Page, name: str = "rita", code: str = "") -> None:
     page.goto("/login")
-    page.fill("input[name=username]", "rita")
+    page.fill("input[name=username]", name)
     page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=totp]", code)
     page.click("button[type=submit]")
     page.wait_for_url("**/")
 
@@ -221,4 +235,30 @@ def test_read_a_whatsapp_thread_with_an_image(page: Page, live: Live, tmp_path: 
         "() => { const i = document.querySelector('img.media'); return i && i.naturalWidth === 4; }"
     )
     page.screenshot(path=str(tmp_path / "thread.png"), full_page=True)
+    _no_csp_violations(page, live)
+
+
+def test_admin_and_auditor_screens_render_without_csp_violations(
+    page: Page, live: Live, tmp_path: Path
+) -> None:
+    heartbeat(live.archive, status={"calls_active": 0}, starting=True)
+    _login(page, "ada", totp.totp(live.admin_totp, time.time()))
+    assert "do not include searching" in page.content()  # an admin cannot search or play
+    page.goto("/audit?action=auth.")
+    assert "every link intact" in page.inner_text("p.chain")
+    assert "auth.succeeded" in page.inner_text("table.audit")
+    page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+    page.fill("input[name=actor]", "rita")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/audit?actor=rita*")
+    page.goto("/status")
+    assert "test-node" in page.inner_text("main")
+    page.screenshot(path=str(tmp_path / "status.png"), full_page=True)
+    page.goto("/admin/users")
+    assert "rita" in page.inner_text("table.users")
+    page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
+    page.goto("/account")
+    page.screenshot(path=str(tmp_path / "account.png"), full_page=True)
+    for shot in ("audit", "status", "users", "account"):
+        assert (tmp_path / f"{shot}.png").stat().st_size > 1000
     _no_csp_violations(page, live)
