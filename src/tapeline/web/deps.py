@@ -17,13 +17,15 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.templating import Jinja2Templates
 
 from tapeline.archive.core import Archive
 from tapeline.web import sessions, tokens
 from tapeline.web.ratelimit import LoginLimiter
 
+# A row id in a path: bounded so it fits the index's 64-bit integers (found by schemathesis).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIX = "/api/"
 

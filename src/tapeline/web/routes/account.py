@@ -17,7 +17,7 @@ from tapeline.archive.users import (
 )
 from tapeline.errors import AccessDenied
 from tapeline.web import sessions, tokens
-from tapeline.web.deps import Ctx, CurrentUser
+from tapeline.web.deps import Ctx, CurrentUser, RowId
 from tapeline.web.pages import render
 from tapeline.web.routes.auth import otpauth_uri
 
@@ -93,7 +93,7 @@ def token_create(
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def token_revoke(ctx: Ctx, user: CurrentUser, token_id: int) -> Response:
+def token_revoke(ctx: Ctx, user: CurrentUser, token_id: RowId) -> Response:
     """Revoke one of the account's own API tokens."""
     tokens.revoke(ctx.archive, user.actor, token_id)
     return RedirectResponse("/account", status_code=303)

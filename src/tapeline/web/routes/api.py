@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from tapeline.archive.access import Action, require
 from tapeline.archive.reading import conversation, find, play, show
-from tapeline.web.deps import Ctx, CurrentUser, client_address
+from tapeline.web.deps import Ctx, CurrentUser, RowId, client_address
 from tapeline.web.pages import PAGE_SIZE
 from tapeline.web.ranges import ranged_response
 from tapeline.web.routes.records import SearchQuery
@@ -58,7 +58,7 @@ def api_audio(request: Request, ctx: Ctx, user: CurrentUser, interaction_id: str
 
 
 @router.get("/people/{counterparty_id}/timeline")
-def api_timeline(ctx: Ctx, user: CurrentUser, counterparty_id: int) -> dict[str, Any]:
+def api_timeline(ctx: Ctx, user: CurrentUser, counterparty_id: RowId) -> dict[str, Any]:
     """Every interaction with one person (calls and WhatsApp), oldest first."""
     person, records = conversation(ctx.archive, user.actor, counterparty_id)
     return {

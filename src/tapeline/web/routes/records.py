@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from tapeline.archive.access import Action, allowed
 from tapeline.archive.reading import conversation, find, media, play, show
 from tapeline.archive.records import Filters
-from tapeline.web.deps import Ctx, CurrentUser, client_address
+from tapeline.web.deps import Ctx, CurrentUser, RowId, client_address
 from tapeline.web.pages import PAGE_SIZE, parse_time, render
 from tapeline.web.ranges import ranged_response
 
@@ -156,7 +156,7 @@ def media_download(request: Request, ctx: Ctx, user: CurrentUser, object_id: str
 
 
 @router.get("/people/{counterparty_id}")
-def timeline(request: Request, ctx: Ctx, user: CurrentUser, counterparty_id: int) -> Response:
+def timeline(request: Request, ctx: Ctx, user: CurrentUser, counterparty_id: RowId) -> Response:
     """Calls and WhatsApp with one person, interleaved, oldest first."""
     person, records = conversation(ctx.archive, user.actor, counterparty_id)
     values = {"person": person, "records": records}
@@ -165,7 +165,7 @@ def timeline(request: Request, ctx: Ctx, user: CurrentUser, counterparty_id: int
 
 @router.get("/people/{counterparty_id}/whatsapp")
 def whatsapp_thread(
-    request: Request, ctx: Ctx, user: CurrentUser, counterparty_id: int
+    request: Request, ctx: Ctx, user: CurrentUser, counterparty_id: RowId
 ) -> Response:
     """The WhatsApp thread with one person: bubbles in order with statuses and media."""
     person, records = conversation(ctx.archive, user.actor, counterparty_id, channel="whatsapp")
