@@ -99,10 +99,14 @@ def login(
     return _with_cookie(RedirectResponse("/", status_code=303), token)
 
 
-def _enrolment_values(ctx: Ctx, user: sessions.LoggedIn, error: str | None) -> dict[str, object]:
+def _pending_secret(ctx: Ctx, user: sessions.LoggedIn) -> bytes:
     if user.pending_totp is None:
         raise HTTPException(409, "no second factor is being enrolled")
-    secret = unwrap_pending_totp(ctx.archive, user.actor.name, user.pending_totp)
+    return unwrap_pending_totp(ctx.archive, user.actor.name, user.pending_totp)
+
+
+def _enrolment_values(ctx: Ctx, user: sessions.LoggedIn, error: str | None) -> dict[str, object]:
+    secret = _pending_secret(ctx, user)
     return {
         "secret": totp.secret_base32(secret),
         "uri": otpauth_uri(user.actor.name, secret),
@@ -123,12 +127,11 @@ def enrol(
     request: Request, ctx: Ctx, user: EnrollingUser, code: Annotated[str, Form(max_length=16)]
 ) -> Response:
     """Finish the first-login set-up: store the secret, then a fresh full session."""
-    values = _enrolment_values(ctx, user, "That code does not match; try the next one.")
-    assert user.pending_totp is not None  # checked by _enrolment_values  # noqa: S101
-    secret = unwrap_pending_totp(ctx.archive, user.actor.name, user.pending_totp)
+    secret = _pending_secret(ctx, user)
     try:
         enrol_totp(ctx.archive, name=user.actor.name, secret=secret, code=code)
     except AccessDenied:
+        values = _enrolment_values(ctx, user, "That code does not match; try the next one.")
         return render(ctx, request, "totp_enrol.html", values, user=user, status_code=400)
     # Privilege changed (the session becomes a full one): issue a new token, drop the old one.
     sessions.end(ctx.archive, request.cookies.get(sessions.COOKIE))
