@@ -148,7 +148,10 @@ def main(data_dir: Path, ports: DemoPorts) -> int:
     """`tapeline demo`."""
     config_path, config, password = prepare(data_dir.resolve(), ports)
     if password:
-        account = f"{DEMO_ACCOUNT} / {password}   (shown once; holds every role)"
+        account = (
+            f"{DEMO_ACCOUNT} / {password}   (shown once; holds every role, so the first sign-in"
+            " sets up an authenticator app: TOTP is required for admin, legal, records-manager)"
+        )
     else:
         account = f"{DEMO_ACCOUNT} (password was shown when the demo first ran)"
     banner = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -9,10 +10,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
+from tapeline.archive import totp
 from tests.conftest import free_port
 
 WAIT_S = 60.0
@@ -56,6 +59,18 @@ def _run_demo(data: Path, web: int, status: int) -> subprocess.Popen[str]:
     )
 
 
+def _enrol_totp(client: httpx.Client) -> None:
+    page = client.get("/login/totp").text
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert secret is not None
+    assert csrf is not None
+    key = base64.b32decode(secret.group(1) + "=" * (-len(secret.group(1)) % 8))
+    code = totp.totp(key, time.time())
+    done = client.post("/login/totp", data={"csrf": csrf.group(1), "code": code})
+    assert done.headers["location"] == "/"
+
+
 def test_demo_prints_a_fresh_password_once_and_serves_the_page(tmp_path: Path) -> None:
     data = tmp_path / "demo-data"
     web, status = free_port(), free_port()
@@ -76,6 +91,9 @@ def test_demo_prints_a_fresh_password_once_and_serves_the_page(tmp_path: Path) -
                 assert client.get("/").status_code == 303
                 login = client.post("/login", data={"username": "officer", "password": password})
                 assert login.status_code == 303
+                # Every role includes admin, so the first sign-in enrols a second factor.
+                assert login.headers["location"] == "/login/totp"
+                _enrol_totp(client)
                 page = client.get("/")
                 assert "Alice Trader" in page.text
                 assert page.text.count("/records/") == 3

@@ -320,6 +320,10 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    # `full`, or `enrol-totp` while an account that must have a second factor sets one up: such
+    # a session reaches only the enrolment page. The pending secret is wrapped by the archive key.
+    stage: Mapped[str] = mapped_column(String(16), default="full")
+    pending_totp: Mapped[bytes | None]
 
 
 class SavedSearch(Base):
@@ -507,3 +511,26 @@ class CallDetailRecord(Base):
     call_id: Mapped[str | None] = mapped_column(String(256), index=True)
     line: Mapped[str | None] = mapped_column(String(32))
     imported_at: Mapped[datetime]
+
+
+class PlaybackAudit(Base):
+    """One playback audit entry per login session and record (not one per Range request)."""
+
+    __tablename__ = "playback_audits"
+    session_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
+    audited_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A per-user bearer token for `/api/v1` (only its SHA-256 is kept; shown once at creation)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

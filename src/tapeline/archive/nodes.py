@@ -109,3 +109,18 @@ def take_lease(archive: Archive, name: str, *, seconds: float) -> bool:
             .values(holder=archive.node_id, expires_at=until)
         )
         return bool(taken.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+
+
+def node_statuses(archive: Archive) -> list[NodeHeartbeat]:
+    """Every recorder node's heartbeat row, by node id."""
+    with archive.index.read() as session:
+        return list(
+            session.execute(select(NodeHeartbeat).order_by(NodeHeartbeat.node_id)).scalars()
+        )
+
+
+def recent_alarms(archive: Archive, *, limit: int = 50) -> list[Alarm]:
+    """The newest alarms of every node, active or cleared."""
+    with archive.index.read() as session:
+        query = select(Alarm).order_by(Alarm.raised_at.desc()).limit(limit)
+        return list(session.execute(query).scalars())

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from tapeline.archive.models import (
     CaptureGap,
+    Counterparty,
     CounterpartyIdentifier,
     HeldRecord,
     Hold,
@@ -174,11 +175,15 @@ class Filters:
     team: str | None = None
     channel: str | None = None
     kind: str | None = None
+    direction: str | None = None
+    text: str | None = None
+    counterparty_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
     include_hidden: bool = False
     teams_scope: frozenset[str] | None = None
     limit: int | None = None
+    offset: int = 0
     region: str = "US"
     ids: list[str] = field(default_factory=list)
 
@@ -192,8 +197,27 @@ def build_query(session: Session, filters: Filters) -> Select[Interaction]:
 
 
 def _party_clause(session: Session, party: str, region: str) -> ColumnElement[bool]:
-    """Any interaction with this person: by any of their identifiers, or as a participant."""
+    """Any interaction with this person: by any of their identifiers, or as a participant.
+
+    Text that is not a number, URI or BSUID is also matched as part of a name (the counterparty's
+    or a participant's display name).
+    """
     ident = identifier_for(party, region)
+    if ident.startswith("raw:"):
+        pattern = "%" + _like_escape(party.strip()) + "%"
+        named_people = select(Counterparty.id).where(
+            Counterparty.display_name.ilike(pattern, escape="\\")
+        )
+        named_parties = select(Participant.interaction_id).where(
+            Participant.display_name.ilike(pattern, escape="\\")
+        )
+        return or_(
+            Interaction.counterparty_id.in_(named_people),
+            Interaction.id.in_(named_parties),
+            Interaction.id.in_(
+                select(Participant.interaction_id).where(Participant.identifier == ident)
+            ),
+        )
     person = session.execute(
         select(CounterpartyIdentifier.counterparty_id).where(
             CounterpartyIdentifier.identifier == ident
@@ -206,7 +230,7 @@ def _party_clause(session: Session, party: str, region: str) -> ColumnElement[bo
     return or_(*clauses)
 
 
-def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:
+def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:  # noqa: C901, PLR0912  # one branch per filter
     query = query.where(Interaction.purged_at.is_(None))  # tombstones are not records any more
     if filters.line:
         query = query.where(
@@ -220,6 +244,17 @@ def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:
         query = query.where(Interaction.channel == filters.channel)
     if filters.kind:
         query = query.where(Interaction.kind == filters.kind)
+    if filters.direction:
+        query = query.where(Interaction.direction == filters.direction)
+    if filters.counterparty_id is not None:
+        query = query.where(Interaction.counterparty_id == filters.counterparty_id)
+    if filters.text:
+        pattern = "%" + _like_escape(filters.text.strip()) + "%"
+        query = query.where(
+            Interaction.id.in_(
+                select(Message.interaction_id).where(Message.text.ilike(pattern, escape="\\"))
+            )
+        )
     if filters.since:
         query = query.where(Interaction.started_at >= filters.since)
     if filters.until:
@@ -229,7 +264,14 @@ def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:
     query = query.order_by(Interaction.started_at.desc(), Interaction.id.desc())
     if filters.limit:
         query = query.limit(filters.limit)
+    if filters.offset:
+        query = query.offset(filters.offset)
     return query
+
+
+def _like_escape(text: str) -> str:
+    """Text matched literally inside a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def search(session: Session, filters: Filters) -> list[dict[str, Any]]:

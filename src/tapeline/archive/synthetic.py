@@ -16,6 +16,7 @@ import soundfile
 from tapeline.archive.core import Archive
 from tapeline.archive.filing import (
     Filer,
+    MediaIn,
     MessageIn,
     NewInteraction,
     PartyIn,
@@ -101,8 +102,11 @@ def file_synthetic_message(  # noqa: PLR0913  # the facts a test wants to choose
     text: str,
     wamid: str | None = None,
     direction: str = "inbound",
+    status: str = "received",
+    media: list[MediaIn] | None = None,
+    counterparty_name: str | None = None,
 ) -> str:
-    """File a WhatsApp text message; returns the interaction id."""
+    """File a WhatsApp message (text, with media attachments when given); returns its id."""
     return Filer(archive, component="synthetic").file(
         NewInteraction(
             channel="whatsapp",
@@ -112,11 +116,17 @@ def file_synthetic_message(  # noqa: PLR0913  # the facts a test wants to choose
             source_path="synthetic",
             line_number=line,
             counterparty=counterparty,
+            counterparty_name=counterparty_name,
             participants=[
                 PartyIn(role="employee", identifier=line),
-                PartyIn(role="counterparty", identifier=counterparty),
+                PartyIn(
+                    role="counterparty", identifier=counterparty, display_name=counterparty_name
+                ),
             ],
-            message=MessageIn(wamid=wamid, type="text", text=text, status="received"),
+            message=MessageIn(
+                wamid=wamid, type="image" if media else "text", text=text, status=status
+            ),
+            media=media or [],
             outcome="received",
         )
     )

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from tapeline.archive import audit, totp
 from tapeline.archive.access import Action, Role, require
 from tapeline.archive.core import Archive
-from tapeline.archive.models import User, utcnow
+from tapeline.archive.models import ApiToken, User, WebSession, utcnow
 from tapeline.errors import AccessDenied, NotFound, TapelineError
 
 MIN_PASSWORD_LENGTH = 12
@@ -133,6 +134,7 @@ def set_password(archive: Archive, *, name: str, password: str, by: audit.Actor)
         user.password_changed_at = utcnow()
         user.failed_logins = 0
         user.locked_until = None
+        _revoke_logins(session, name)
         audit.append(
             session,
             node_id=archive.node_id,
@@ -158,37 +160,56 @@ def list_users(archive: Archive) -> list[UserInfo]:
         ]
 
 
-def authenticate(
-    archive: Archive, *, name: str, password: str, code: str | None, now: float | None = None
+def authenticate(  # noqa: C901, PLR0913  # credentials, clock, client; each refusal audited
+    archive: Archive,
+    *,
+    name: str,
+    password: str,
+    code: str | None,
+    now: float | None = None,
+    client: str | None = None,
 ) -> audit.Actor:
     """Check a password (and TOTP code when the account has one); failures count toward lockout.
+
+    Both outcomes are audited with the client address when one is given.
 
     Raises:
         AccessDenied: wrong name, password or code, a locked or disabled account (one message
             for all, so the answer tells an attacker nothing).
     """
     denied = AccessDenied("authentication failed")
+    where = {"client": client} if client else {}
     with archive.index.write() as session:
         user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
         if user is None:
             _HASHER.hash(password)  # same work as a real check: no timing oracle on names
             raise denied
-        if user.disabled or (user.locked_until is not None and user.locked_until > utcnow()):
-            raise denied
-        ok = True
-        try:
-            _HASHER.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            ok = False
+        refused = None
+        if user.disabled:
+            refused = "disabled"
+        elif user.locked_until is not None and user.locked_until > utcnow():
+            refused = "locked"
+        ok = refused is None
+        if ok:
+            try:
+                _HASHER.verify(user.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                ok = False
         if ok and user.totp_secret is not None:
             secret = archive.vault.archive_key.unwrap(
                 user.totp_secret, _TOTP_AAD + user.name.encode()
             )
             ok = code is not None and totp.verify(secret, code, time.time() if now is None else now)
+        actor = audit.Actor(name=user.name, roles=tuple(user.roles), teams=tuple(user.teams))
         if not ok:
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_LOGINS:
-                user.locked_until = utcnow() + LOCKOUT
+            details: dict[str, object] = {**where}
+            if refused is None:
+                user.failed_logins += 1
+                if user.failed_logins >= MAX_FAILED_LOGINS:
+                    user.locked_until = utcnow() + LOCKOUT
+                details["failed_logins"] = user.failed_logins
+            else:
+                details["refused"] = refused
             audit.append(
                 session,
                 node_id=archive.node_id,
@@ -196,9 +217,165 @@ def authenticate(
                 action="auth.failed",
                 object_type="user",
                 object_id=name,
-                details={"failed_logins": user.failed_logins},
+                details=details,
             )
         else:
             user.failed_logins = 0
-            return audit.Actor(name=user.name, roles=tuple(user.roles), teams=tuple(user.teams))
+            audit.append(
+                session,
+                node_id=archive.node_id,
+                actor=actor,
+                action="auth.succeeded",
+                object_type="user",
+                object_id=name,
+                details=where,
+            )
+    if ok:
+        return actor
     raise denied
+
+
+def needs_second_factor(roles: list[str] | tuple[str, ...]) -> bool:
+    """Whether an account with these roles must have TOTP (admin, legal, records-manager)."""
+    return any(role in SECOND_FACTOR_ROLES for role in roles)
+
+
+def totp_enrolled(archive: Archive, name: str) -> bool:
+    """Whether the account has a TOTP secret."""
+    with archive.index.read() as session:
+        user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+        return user is not None and user.totp_secret is not None
+
+
+def wrap_pending_totp(archive: Archive, name: str, secret: bytes) -> bytes:
+    """A TOTP secret being enrolled, wrapped by the archive key for the session row."""
+    return archive.vault.archive_key.wrap(secret, _TOTP_AAD + b"pending|" + name.encode())
+
+
+def unwrap_pending_totp(archive: Archive, name: str, wrapped: bytes) -> bytes:
+    """The inverse of `wrap_pending_totp`."""
+    return archive.vault.archive_key.unwrap(wrapped, _TOTP_AAD + b"pending|" + name.encode())
+
+
+def enrol_totp(
+    archive: Archive, *, name: str, secret: bytes, code: str, now: float | None = None
+) -> None:
+    """Give an account its TOTP secret once the user proves it with a current code (audited).
+
+    Raises:
+        AccessDenied: the code does not match the secret (nothing is stored).
+        NotFound: no such account.
+    """
+    if not totp.verify(secret, code, time.time() if now is None else now):
+        raise AccessDenied("the authenticator code does not match")
+    with archive.index.write() as session:
+        user = _get(session, name)
+        user.totp_secret = archive.vault.archive_key.wrap(secret, _TOTP_AAD + name.encode())
+        audit.append(
+            session,
+            node_id=archive.node_id,
+            actor=audit.Actor(name=user.name, roles=tuple(user.roles), teams=tuple(user.teams)),
+            action="user.totp_enrolled",
+            object_type="user",
+            object_id=name,
+        )
+
+
+def reset_totp(archive: Archive, *, name: str, by: audit.Actor) -> None:
+    """Remove an account's TOTP secret (a lost phone); it enrols again at its next login.
+
+    Raises:
+        AccessDenied: `by` is not an admin.
+        NotFound: no such account.
+    """
+    require(by, Action.MANAGE_USERS)
+    with archive.index.write() as session:
+        user = _get(session, name)
+        user.totp_secret = None
+        _revoke_logins(session, name)
+        audit.append(
+            session,
+            node_id=archive.node_id,
+            actor=by,
+            action="user.totp_reset",
+            object_type="user",
+            object_id=name,
+        )
+
+
+def set_disabled(archive: Archive, *, name: str, disabled: bool, by: audit.Actor) -> None:
+    """Disable (logging out its sessions and revoking its API tokens) or re-enable an account.
+
+    Raises:
+        AccessDenied: `by` is not an admin, or an admin disables their own account.
+        NotFound: no such account.
+    """
+    require(by, Action.MANAGE_USERS)
+    if disabled and by.name == name:
+        raise AccessDenied("an administrator cannot disable their own account")
+    with archive.index.write() as session:
+        user = _get(session, name)
+        user.disabled = disabled
+        if disabled:
+            _revoke_logins(session, name)
+        else:
+            user.failed_logins = 0
+            user.locked_until = None
+        audit.append(
+            session,
+            node_id=archive.node_id,
+            actor=by,
+            action="user.disabled" if disabled else "user.enabled",
+            object_type="user",
+            object_id=name,
+        )
+
+
+def set_roles(
+    archive: Archive, *, name: str, roles: list[str], teams: list[str], by: audit.Actor
+) -> None:
+    """Change an account's roles and teams (a permission change: audited with before and after).
+
+    The account's sessions end, so the new roles take effect at its next login.
+
+    Raises:
+        AccessDenied: `by` is not an admin, or an admin removes their own admin role.
+        NotFound: no such account.
+        TapelineError: an unknown role.
+    """
+    require(by, Action.MANAGE_USERS)
+    clean_roles = _check_roles(roles)
+    if by.name == name and Role.ADMIN not in clean_roles:
+        raise AccessDenied("an administrator cannot remove their own admin role")
+    with archive.index.write() as session:
+        user = _get(session, name)
+        before = {"roles": list(user.roles), "teams": list(user.teams)}
+        user.roles = clean_roles
+        user.teams = sorted({t for t in teams if t})
+        _revoke_logins(session, name)
+        audit.append(
+            session,
+            node_id=archive.node_id,
+            actor=by,
+            action="user.roles_changed",
+            object_type="user",
+            object_id=name,
+            details={"before": before, "after": {"roles": user.roles, "teams": user.teams}},
+        )
+
+
+def _get(session: Session, name: str) -> User:
+    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no account {name!r}")
+    return user
+
+
+def _revoke_logins(session: Session, name: str) -> None:
+    """End every web session of an account (password, role or status changed)."""
+    session.execute(delete(WebSession).where(WebSession.user_name == name))
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_name == name, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.routing import Mount
 
+from tapeline.archive import totp
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.models import AuditEntry
@@ -23,6 +25,7 @@ from tests.asgiclient import AsgiClient
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 PASSWORD = "a long enough password"
 SYSTEM = Actor.system("test")
+SECRETS: dict[str, bytes] = {}
 
 
 @pytest.fixture
@@ -32,7 +35,17 @@ def web(archive: Archive) -> Iterator[tuple[AsgiClient, Archive, str]]:
         ("rita", ["reviewer"], []),
         ("sam", ["supervisor"], ["rates"]),
     ):
-        add_user(archive, name=name, roles=roles, teams=teams, password=PASSWORD, by=SYSTEM)
+        secret = add_user(
+            archive,
+            name=name,
+            roles=roles,
+            teams=teams,
+            password=PASSWORD,
+            by=SYSTEM,
+            with_totp=name == "ada",
+        )
+        if secret is not None:
+            SECRETS[name] = secret
     rid = file_synthetic_call(
         archive, line="+442071230001", counterparty="+447700900123", started_at=T0
     )
@@ -52,7 +65,8 @@ def web(archive: Archive) -> Iterator[tuple[AsgiClient, Archive, str]]:
 
 
 def _login(client: AsgiClient, name: str) -> None:
-    response = client.post("/login", data={"username": name, "password": PASSWORD})
+    code = totp.totp(SECRETS[name], time.time()) if name in SECRETS else ""
+    response = client.post("/login", data={"username": name, "password": PASSWORD, "totp": code})
     assert response.status_code == 303, response.text
 
 
@@ -177,7 +191,7 @@ def test_security_headers_on_every_response(web: tuple[AsgiClient, Archive, str]
         assert "default-src 'self'" in headers["content-security-policy"]
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"  # see SECURITY_HEADERS
 
 
 def test_readyz_shows_details_only_to_logged_in_users(

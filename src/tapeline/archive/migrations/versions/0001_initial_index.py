@@ -37,6 +37,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_alarms_node_id"), ["node_id"], unique=False)
 
     op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_name", sa.String(length=64), nullable=False),
+        sa.Column("label", sa.String(length=100), nullable=False),
+        sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("expires_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("revoked_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.Column("last_used_at", tapeline.archive.models.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_tokens_user_name"), ["user_name"], unique=False)
+
+    op.create_table(
         "audit_checkpoints",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("node_id", sa.String(length=64), nullable=False),
@@ -263,6 +279,8 @@ def upgrade() -> None:
         sa.Column("csrf_token", sa.String(length=64), nullable=False),
         sa.Column("created_at", tapeline.archive.models.UtcDateTime(), nullable=False),
         sa.Column("last_seen_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.Column("stage", sa.String(length=16), nullable=False),
+        sa.Column("pending_totp", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("token_hash"),
     )
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
@@ -473,6 +491,17 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "playback_audits",
+        sa.Column("session_key", sa.String(length=64), nullable=False),
+        sa.Column("interaction_id", sa.String(length=36), nullable=False),
+        sa.Column("audited_at", tapeline.archive.models.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["interaction_id"],
+            ["interactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("session_key", "interaction_id"),
+    )
+    op.create_table(
         "purge_items",
         sa.Column("batch_id", sa.String(length=36), nullable=False),
         sa.Column("interaction_id", sa.String(length=36), nullable=False),
@@ -589,6 +618,7 @@ def downgrade() -> None:
     op.drop_table("streams")
     op.drop_table("retention_extensions")
     op.drop_table("purge_items")
+    op.drop_table("playback_audits")
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_participants_interaction_id"))
         batch_op.drop_index(batch_op.f("ix_participants_identifier"))
@@ -670,6 +700,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_checkpoints_seq_to"))
 
     op.drop_table("audit_checkpoints")
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_tokens_user_name"))
+
+    op.drop_table("api_tokens")
     with op.batch_alter_table("alarms", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alarms_node_id"))
 
