@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -119,7 +120,7 @@ def run(n: int) -> dict[str, float]:
         )
         bye_done = time.monotonic()
         archive = Archive.open(config, migrate=False)
-        filed: list[dict[str, object]] = []
+        filed: list[dict[str, Any]] = []
         while time.monotonic() - bye_done < 120:
             with archive.index.read() as session:
                 filed = search(session, Filters(include_hidden=True))
@@ -135,8 +136,8 @@ def run(n: int) -> dict[str, float]:
         recorder.wait(timeout=60)
         dump.wait(timeout=10)
         archive.close()
-        lost = sum(int(s["quality"]["lost"]) for r in filed for s in r["streams"])  # type: ignore[index, union-attr, attr-defined]
-        received = sum(int(s["quality"]["received"]) for r in filed for s in r["streams"])  # type: ignore[index, union-attr, attr-defined]
+        lost = sum(int(s["quality"]["lost"]) for r in filed for s in r["streams"])
+        received = sum(int(s["quality"]["received"]) for r in filed for s in r["streams"])
         return {
             "n": n,
             "sipp_ok": float(sipp.returncode == 0),

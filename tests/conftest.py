@@ -421,3 +421,27 @@ def tapeline(
             f"tapeline {' '.join(args)} exited {result.returncode}: {result.stderr}"
         )
     return result
+
+
+def require_tool(name: str) -> str:
+    """The path of a tool a test needs; a clear failure (never a skip) when it is missing.
+
+    `make test` installs every tool the suite uses, so a missing one is a broken install, which
+    a skip would hide.
+    """
+    found = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
+    if found is None:
+        pytest.fail(f"{name} is required by this test: run `make test`, which installs it")
+    return found
+
+
+@pytest.fixture
+def need_sox() -> str:
+    return require_tool("sox")
+
+
+@pytest.fixture
+def need_ffmpeg() -> str:
+    return require_tool("ffmpeg")

@@ -28,7 +28,7 @@ from tapeline.archive.users import add_user
 from tapeline.config import parse_config
 from tapeline.tlscert import generate_self_signed
 from tapeline.web.server import make_server
-from tests.conftest import config_dict
+from tests.conftest import config_dict, require_tool
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,7 +72,6 @@ WATCH_CSP = (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
 ]
 
 
@@ -154,6 +153,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 def browser(live: Live) -> Iterator[Browser]:
     del live
     with sync_playwright() as driver:
+        require_tool(str(CHROMIUM))
         launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield launched

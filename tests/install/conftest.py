@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "install.sh"
 UNINSTALL_SH = REPO / "uninstall.sh"
@@ -34,13 +36,8 @@ USER = "tapeline"
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "installer tests need root (install.sh refuses anything else)"
-    for tool in ("systemd-sysusers", "systemd-tmpfiles", "systemd-analyze", "runuser"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
     if not (REPO / "pyproject.toml").is_file():
         return "no pyproject.toml at the repository root"
-    if not (REPO / "config" / "tapeline.toml").is_file():
-        return "no config/tapeline.toml yet: install.sh has no config to install"
     return None
 
 
@@ -143,6 +140,8 @@ def host_user() -> HostUser:
     """The host's `tapeline` system user, created from the shipped sysusers.d file."""
     if SKIP_REASON:
         pytest.skip(SKIP_REASON)
+    for tool in ("systemd-sysusers", "systemd-tmpfiles", "systemd-analyze", "runuser"):
+        require_tool(tool)
     subprocess.run(
         ["systemd-sysusers", str(SYSTEMD_DIR / "tapeline.sysusers")],
         check=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from tests.install.conftest import SYSTEMD_DIR, InstalledRoot
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze"),
 ]
 
 MAX_EXPOSURE = {"tapeline-recorder.service": 2.0, "tapeline-web.service": 1.5}

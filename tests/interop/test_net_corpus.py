@@ -46,7 +46,7 @@ def _capture(name: str) -> Path:
 
 def _tshark(*args: str) -> str:
     if TSHARK is None:
-        pytest.skip("tshark is not installed; it is the independent oracle for these counts")
+        pytest.fail("tshark is required (the independent oracle for these counts): run `make test`")
     done = subprocess.run([TSHARK, *args], capture_output=True, check=True, text=True)
     return done.stdout
 

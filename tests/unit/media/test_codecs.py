@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -16,8 +15,8 @@ from tapeline.media.codecs import (
 )
 from tapeline.media.codecs.amr import amr_to_storage
 
-needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+needs_sox = pytest.mark.usefixtures("need_sox")
+needs_ffmpeg = pytest.mark.usefixtures("need_ffmpeg")
 
 
 def _tone(rate: int, seconds: float, frequency: float = 440.0) -> np.ndarray:

@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from datetime import timedelta
 
+from tapeline.archive.core import Archive
 from tapeline.archive.filing import (
     AttachmentIn,
+    Filer,
     NewInteraction,
     PartyIn,
     RecordingIn,
     StreamIn,
 )
+from tapeline.archive.parties import normalise_number
+from tapeline.config import Config
 from tapeline.daemon.siprec.core import CallSession
+from tapeline.events.envelope import EventType
 from tapeline.media.recording import encode_flac, encode_opus
 from tapeline.media.session import MediaResult
 
@@ -120,3 +125,31 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
         outcome="one_way" if result.one_way else "recorded",
         recording=recording,
     )
+
+
+def file_session(
+    archive: Archive, config: Config, session: CallSession, result: MediaResult, *, incomplete: bool
+) -> str:
+    """File one finished session through the one filing path, with its `call.ended` event.
+
+    Used by the live service at BYE/shutdown and by crash recovery, so both file alike.
+
+    Raises:
+        StorageError: the record could not be filed (the caller keeps the journal).
+    """
+    region = config.node.default_region
+    normalised = {
+        name_id.aor: normalise_number(name_id.aor, region)
+        for participant in (session.metadata.participants if session.metadata else ())
+        for name_id in participant.name_ids
+    }
+    new = build_interaction(
+        session,
+        result,
+        lines={line.number for line in config.lines},
+        normalised=normalised,
+        storage_format=config.storage.format,
+        incomplete=incomplete,
+    )
+    ended = {"call_ref": session.call_id, "reason": session.end_reason}
+    return Filer(archive).file(new, events=[(EventType.CALL_ENDED, ended)])

@@ -14,14 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tapeline.archive.core import Archive
-from tapeline.archive.filing import Filer
 from tapeline.archive.journal import read_journal
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
 from tapeline.daemon.siprec.core import CallSession, describe, receive_keys, split_body
-from tapeline.daemon.siprec.filing import build_interaction
+from tapeline.daemon.siprec.filing import file_session
 from tapeline.errors import TapelineError
-from tapeline.events.envelope import EventType
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.session import MediaSession, MediaStream
 from tapeline.media.srtp import CryptoSuite, SrtpReceiver
@@ -129,21 +127,7 @@ def recover_spool(archive: Archive, config: Config) -> int:
             session, media = rebuilt
             assert session.ended is not None  # noqa: S101  # set by rebuild
             result = media.finish(end=session.ended)
-            normalised = {
-                n.aor: normalise_number(n.aor, config.node.default_region)
-                for p in (session.metadata.participants if session.metadata else ())
-                for n in p.name_ids
-            }
-            new = build_interaction(
-                session,
-                result,
-                lines={line.number for line in config.lines},
-                normalised=normalised,
-                storage_format=config.storage.format,
-                incomplete=True,
-            )
-            ended = {"call_ref": session.call_id, "reason": session.end_reason}
-            Filer(archive).file(new, events=[(EventType.CALL_ENDED, ended)])
+            file_session(archive, config, session, result, incomplete=True)
         except TapelineError:
             log.exception("could not recover journal %s; kept", path)
             continue

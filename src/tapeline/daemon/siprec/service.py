@@ -15,27 +15,27 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tapeline.archive.core import Archive
-from tapeline.archive.filing import Filer
 from tapeline.archive.journal import JournalWriter
 from tapeline.archive.nodes import raise_alarm
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.siprec.core import Action, CallSession, Closed, Opened, Send, SrsCore
-from tapeline.daemon.siprec.filing import build_interaction
+from tapeline.daemon.siprec.filing import file_session
 from tapeline.daemon.siprec.ports import PortPool
 from tapeline.daemon.siprec.recovery import recover_spool
 from tapeline.errors import TapelineError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
 from tapeline.media.formats import PayloadFormat
-from tapeline.media.session import MediaSession, MediaStream
+from tapeline.media.session import MediaResult, MediaSession, MediaStream
 from tapeline.media.srtp import CryptoSuite, SrtpReceiver
 from tapeline.proto.errors import SipParseError
 from tapeline.proto.net import PcapngWriter, build_udp_frame
@@ -387,8 +387,8 @@ class SiprecService:
         result = live.media.finish(end=session.ended)
         self._spawn(self._file(live, result, incomplete=session.end_reason == "shutdown"))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]  # a coroutine
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._filing.add(task)
         task.add_done_callback(self._filing.discard)
 
@@ -407,33 +407,15 @@ class SiprecService:
 
         await asyncio.to_thread(write)
 
-    async def _file(self, live: _Live, result: object, *, incomplete: bool) -> None:
+    async def _file(self, live: _Live, result: MediaResult, *, incomplete: bool) -> None:
         archive = self._archive
         assert archive is not None  # noqa: S101  # started
         session = live.session
         config = self._config
-        region = config.node.default_region
-        normalised = {}
-        if session.metadata is not None:
-            for participant in session.metadata.participants:
-                for name_id in participant.name_ids:
-                    normalised[name_id.aor] = normalise_number(name_id.aor, region)
 
         def file() -> str:
-            from tapeline.media.session import MediaResult  # noqa: PLC0415  # typing only
-
-            assert isinstance(result, MediaResult)  # noqa: S101  # narrowing
-            new = build_interaction(
-                session,
-                result,
-                lines={line.number for line in config.lines},
-                normalised=normalised,
-                storage_format=config.storage.format,
-                incomplete=incomplete,
-            )
             live.journal.close()
-            ended = {"call_ref": session.call_id, "reason": session.end_reason}
-            return Filer(archive).file(new, events=[(EventType.CALL_ENDED, ended)])
+            return file_session(archive, config, session, result, incomplete=incomplete)
 
         try:
             interaction_id = await asyncio.to_thread(file)
