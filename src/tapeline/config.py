@@ -121,6 +121,15 @@ class SiprecConfig(_Section):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    party_headers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SiprecConfig:
+        if any(entry.startswith("tls:") for entry in self.listen) and not (
+            self.tls_cert_file and self.tls_key_file
+        ):
+            raise ValueError("a tls: listener needs siprec.tls_cert_file and siprec.tls_key_file")
+        return self
 
     @field_validator("listen")
     @classmethod

@@ -2,6 +2,7 @@
 
 Theory of operation: datagrams (or framed stream messages) and `now` go in; actions come out:
 `Send` (bytes for a peer), `Opened` (a recording session was accepted: open its RTP ports) and
+`Updated` (a re-INVITE or UPDATE changed the session: journal it, open added streams) and
 `Closed` (BYE, CANCEL, timeout or shutdown: finish and file it). SIP transactions and dialogs are
 `tapeline.proto.sip`'s; SDP and rs-metadata are `tapeline.proto.sdp` and `tapeline.proto.siprec`'s.
 The core decides only what a recording server must: who may record here (trunks, 403 before a
@@ -14,11 +15,13 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from tapeline.config import Trunk
+from tapeline.daemon.siprec.fork import ForkMapping, map_fork
 from tapeline.daemon.siprec.ports import PortPool, PortPoolExhausted
 from tapeline.proto.errors import ParseError, SipParseError
 from tapeline.proto.sdp import SessionDescription, build_answer, parse_sdp, serialize_sdp
@@ -49,6 +52,15 @@ SDES_KEY_BYTES = 30  # AES_CM_128 master key (16) and salt (14), RFC 4568 §6.2
 SDES_SUITES = frozenset({"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"})
 RS_METADATA = "application/rs-metadata+xml"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+SUPPORTED_OPTIONS = frozenset(
+    {"siprec"}
+)  # option tags we can honour in Require (RFC 3261 §8.2.2.3)
+# Headers copied into a 400 for a request too broken to parse (RFC 3261 §8.2.6.2 needs them).
+_ECHO = re.compile(
+    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*", re.IGNORECASE | re.MULTILINE
+)
+_NEEDED = ({b"via", b"v"}, {b"from", b"f"}, {b"to", b"t"}, {b"call-id", b"i"}, {b"cseq"})
+_REQUEST_LINE = re.compile(rb"^[A-Z]+ \S+ SIP/2\.0\r?\n")
 ACCEPT = f"{SDP}, {RS_METADATA}, multipart/mixed"
 
 
@@ -58,6 +70,16 @@ class Send:
 
     data: bytes
     addr: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A span in which one stream was paused or held (siprec.md §5.2); silence fills it."""
+
+    index: int
+    label: str | None
+    start: float
+    end: float
 
 
 @dataclass(slots=True, kw_only=True)
@@ -86,16 +108,53 @@ class CallSession:
     end_reason: str = ""
     version: int = 1
     notes: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # our RTP port per m-line (0: refused)
+    blocks: list[tuple[int, int]] = field(default_factory=list)  # (base, count) for re-offers
+    answer_keys: dict[int, bytes] = field(default_factory=dict)  # our SDES key per m-line
+    sdp_id: int = 0
+    paused: dict[int, float] = field(default_factory=dict)  # m-line -> when its pause began
+    pauses: list[Pause] = field(default_factory=list)
+    fork: ForkMapping | None = None  # a plain fork INVITE: parties from its headers
 
     def channel_of(self, index: int) -> int:
-        """Channel of m-line `index`: by the channel map's labels, else by m-line order."""
+        """Channel of m-line `index`: by metadata labels, then a fork's direction, then order."""
         label = self.labels[index]
         if self.channel_map is not None and label is not None:
             if label == self.channel_map.employee_label:
                 return 0
             if label == self.channel_map.other_label:
                 return 1
+        if self.metadata is None and self.fork is not None and self.fork.swap and index < 2:  # noqa: PLR2004  # the two directions of a fork
+            return 1 - index
         return min(index, 1)
+
+    def port_of(self, index: int) -> int:
+        """Our RTP port for m-line `index`."""
+        if index < len(self.ports):
+            return self.ports[index]
+        return self.port_base + 2 * index
+
+    def track_pauses(
+        self, offer: SessionDescription, answer: SessionDescription, now: float
+    ) -> None:
+        """Open or close pause spans from a new offer (inactive, c=0.0.0.0, port 0)."""
+        for index in range(len(offer.media)):
+            accepted = index < len(answer.media) and answer.media[index].port != 0
+            paused = accepted and offer.is_paused(index)
+            if paused and index not in self.paused:
+                self.paused[index] = now
+            elif not paused and index in self.paused:
+                self._end_pause(index, now)
+
+    def close_pauses(self, now: float) -> None:
+        """End every open pause (the call ended while paused)."""
+        for index in list(self.paused):
+            self._end_pause(index, now)
+
+    def _end_pause(self, index: int, now: float) -> None:
+        start = self.paused.pop(index)
+        label = self.labels[index] if index < len(self.labels) else None
+        self.pauses.append(Pause(index=index, label=label, start=start, end=now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +171,17 @@ class Closed:
     session: CallSession
 
 
-Action = Send | Opened | Closed
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """A re-INVITE or UPDATE was applied: journal it and our answer, open any added m-lines."""
+
+    session: CallSession
+    added: tuple[int, ...]
+    request: bytes
+    answer: bytes
+
+
+Action = Send | Opened | Updated | Closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +265,48 @@ def split_body(req: SipRequest) -> tuple[bytes, list[bytes]]:
     return sdp, metadata
 
 
+def bad_request(data: bytes, addr: Address, exc: SipParseError) -> list[Action]:
+    """A 400 (or the error's status) for a request too broken to parse, when it can be answered.
+
+    Only requests get one (a response to a response would loop), and only when the headers a
+    UAC needs to match it (Via, From, To, Call-ID, CSeq) can be found; otherwise it is dropped.
+    """
+    if not _REQUEST_LINE.match(data) or data.startswith(b"ACK "):  # never answer an ACK
+        return []
+    head_part = data.split(b"\r\n\r\n")[0]
+    lines = [m.group(0) for m in _ECHO.finditer(head_part)]
+    names = {m.group(1).lower() for m in _ECHO.finditer(head_part)}
+    if not all(names & group for group in _NEEDED):
+        return []
+    status = exc.status_hint if 400 <= exc.status_hint < 700 else 400  # noqa: PLR2004  # 4xx-6xx
+    reason = str(exc).encode("ascii", "replace")[:80].replace(b"\r", b" ").replace(b"\n", b" ")
+    head = b"SIP/2.0 %d %s\r\n" % (status, reason or b"Bad Request")
+    return [Send(head + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n", addr)]
+
+
+def split_update(req: SipRequest) -> tuple[bytes | None, list[bytes]]:
+    """The SDP (None when absent) and rs-metadata parts of an in-dialog INVITE or UPDATE.
+
+    Unlike the initial INVITE, these may carry metadata alone (a participant joined) or nothing.
+    """
+    content_type = req.content_type
+    if content_type is None or not req.body:
+        return None, []
+    if content_type.media_type == RS_METADATA:
+        return None, [req.body]
+    try:
+        sdp, metadata = split_body(req)
+    except SipParseError:
+        if content_type.media_type != "multipart/mixed" or not content_type.boundary:
+            return None, []
+        parts = parse_multipart(req.body, content_type.boundary)
+        bodies = [
+            p.body for p in parts if p.content_type and p.content_type.media_type == RS_METADATA
+        ]
+        return None, bodies
+    return sdp, metadata
+
+
 class SrsCore:
     """Accepts, answers and ends SIPREC sessions; one instance per listener set."""
 
@@ -210,6 +321,7 @@ class SrsCore:
         contact: str,
         refuse_new: Callable[[], str | None] = lambda: None,
         new_key: Callable[[], bytes] = lambda: os.urandom(SDES_KEY_BYTES),
+        party_headers: Sequence[str] = (),
     ) -> None:
         self.layer = TransactionLayer()
         self.dialogs = DialogSet()
@@ -224,7 +336,17 @@ class SrsCore:
         self._new_key = new_key
         self._ids = itertools.count(1)
         self.malformed = 0
+        self.party_headers = list(party_headers)
         self._invite_keys: dict[TransactionKey, str] = {}
+        # Names from verified TLS client certificates, per connection (`cert:NAME` trunks).
+        self._peer_names: dict[Address, frozenset[str]] = {}
+
+    def set_peer_names(self, addr: Address, names: frozenset[str] | None) -> None:
+        """Remember (or forget, with None) the certificate names of a TLS connection."""
+        if names is None:
+            self._peer_names.pop(addr, None)
+        else:
+            self._peer_names[addr] = names
 
     # --- input --------------------------------------------------------------------------
 
@@ -234,9 +356,9 @@ class SrsCore:
         """One UDP datagram from `addr`."""
         try:
             message = parse_datagram(data)
-        except SipParseError:
+        except SipParseError as exc:
             self.malformed += 1
-            return []
+            return bad_request(data, addr, exc)
         if not isinstance(message, SipRequest):
             return []  # responses to requests we never send
         return self.receive_request(message, addr, now, wall, reliable=False)
@@ -310,6 +432,11 @@ class SrsCore:
                 now,
                 headers=[("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", "siprec")],
             )
+        unsupported = [
+            tag for tag in req.headers.get_list("Require") if tag.lower() not in SUPPORTED_OPTIONS
+        ]
+        if unsupported and req.method not in {"ACK", "CANCEL"}:
+            return self._respond(event, 420, now, headers=[("Unsupported", ", ".join(unsupported))])
         if req.to_addr.tag is None:
             if req.method != "INVITE":
                 return self._respond(event, 481, now)
@@ -325,14 +452,16 @@ class SrsCore:
             actions = self._respond(event, 200, now)
             return actions + self._close(req.call_id, now, "bye")
         if req.method in {"INVITE", "UPDATE"} and session is not None:
-            self._update(session, req)
-            session.version += 1
-            return self._respond(
-                event, 200, now, contact=self._contact, body=session.answer, content_type=SDP
-            )
+            return self._reoffer(event, session, now)
         return self._respond(event, 200, now)
 
     def _trunk(self, addr: Address) -> Trunk | None:
+        """The trunk a request comes from: by its verified certificate name, else its network."""
+        names = self._peer_names.get(addr, frozenset())
+        for trunk in self.trunks:
+            for match in trunk.match:
+                if match.startswith("cert:") and match[5:] in names:
+                    return trunk
         try:
             ip = ipaddress.ip_address(addr[0])
         except ValueError:
@@ -374,12 +503,14 @@ class SrsCore:
         except PortPoolExhausted:
             return self._respond(event, 503, now, reason="No media ports free")
         srtp = receive_keys(offer)
+        answer_keys = {i: self._new_key() for i, keys in enumerate(srtp) if keys is not None}
+        sdp_id = next(self._ids)
         answer = build_answer(
             offer,
-            srtp_keys={i: self._new_key() for i, keys in enumerate(srtp) if keys is not None},
+            srtp_keys=answer_keys,
             address=self._media_address,
             ports=[base + 2 * i for i in range(count)],
-            session_id=next(self._ids),
+            session_id=sdp_id,
             session_version=1,
         )
         if all(m.port == 0 for m in answer.media):
@@ -413,7 +544,17 @@ class SrsCore:
             invite=req.raw,
             srtp=srtp,
             selftest=selftest,
+            ports=[base + 2 * i for i in range(count)],
+            answer_keys=answer_keys,
+            sdp_id=sdp_id,
+            fork=None
+            if metadata is not None
+            else map_fork(
+                req, lines=self.lines, normalise=self._normalise, extra_headers=self.party_headers
+            ),
         )
+        # An RS may start paused (Cisco opens it inactive until the call is answered).
+        session.track_pauses(offer, answer, now)
         self.sessions[req.call_id] = session
         self._invite_keys[event.key] = req.call_id
         sends = [
@@ -423,22 +564,85 @@ class SrsCore:
         ]
         return [*sends, Opened(session)]
 
-    def _update(self, session: CallSession, req: SipRequest) -> None:
-        try:
-            _, raw = split_body(req)
-        except SipParseError:
-            return
+    def _reoffer(self, event: RequestReceived, session: CallSession, now: float) -> list[Action]:
+        """Apply an in-dialog INVITE/UPDATE: new metadata, new or paused streams, a new answer."""
+        req = event.request
+        sdp_bytes, raw = split_update(req)
+        metadata_changed = self._apply_metadata(session, raw)
+        added: tuple[int, ...] = ()
+        if sdp_bytes is not None:
+            try:
+                offer = parse_sdp(sdp_bytes)
+            except ParseError:
+                return self._respond(event, 488, now, reason="Bad SDP")
+            count, known = len(offer.media), len(session.ports)
+            if count < known:  # RFC 3264 §8: m-lines are never removed, only set to port 0
+                return self._respond(event, 488, now, reason="m-lines cannot be removed")
+            if count > known:
+                try:
+                    base = self._ports.allocate(count - known)
+                except PortPoolExhausted:
+                    return self._respond(event, 503, now, reason="No media ports free")
+                session.blocks.append((base, count - known))
+                session.ports.extend(base + 2 * i for i in range(count - known))
+                added = tuple(range(known, count))
+            srtp = receive_keys(offer)
+            for index, keys in enumerate(srtp):
+                if keys is not None and index not in session.answer_keys:
+                    session.answer_keys[index] = self._new_key()
+            answer = self._build(session, offer, session.version)
+            body = serialize_sdp(answer).encode()
+            if body != session.answer:  # RFC 3264 §8: a changed answer gets a new o= version
+                answer = self._build(session, offer, session.version + 1)
+                body = serialize_sdp(answer).encode()
+                session.version += 1
+            session.track_pauses(offer, answer, now)
+            session.offer = offer
+            session.answer = body
+            session.srtp = srtp
+            metadata_changed = True
+        if metadata_changed:
+            described = describe(
+                session.offer,
+                parse_sdp(session.answer),
+                session.metadata,
+                lines=self.lines,
+                normalise=self._normalise,
+            )
+            session.labels = described.labels
+            session.codecs = described.codecs
+            session.channel_map = described.channel_map or session.channel_map
+        actions = self._respond(
+            event, 200, now, contact=self._contact, body=session.answer, content_type=SDP
+        )
+        return [*actions, Updated(session, added, req.raw, session.answer)]
+
+    def _build(
+        self, session: CallSession, offer: SessionDescription, version: int
+    ) -> SessionDescription:
+        return build_answer(
+            offer,
+            srtp_keys=session.answer_keys,
+            address=self._media_address,
+            ports=session.ports,
+            session_id=session.sdp_id,
+            session_version=version,
+        )
+
+    @staticmethod
+    def _apply_metadata(session: CallSession, raw: list[bytes]) -> bool:
+        """Merge metadata updates (RFC 7865 partial updates) into the session; True if any."""
         for body in raw:
+            session.raw_metadata.append(body)
             try:
                 update = parse_metadata(body)
             except ParseError:
                 session.notes.append("unparsable metadata update kept raw")
-                session.raw_metadata.append(body)
                 continue
-            session.raw_metadata.append(body)
             session.metadata = (
                 update if session.metadata is None else apply_update(session.metadata, update)
             )
+        return bool(raw)
 
     def _close(self, call_id: str, now: float, reason: str) -> list[Action]:
         session = self.sessions.pop(call_id, None)
@@ -446,6 +650,9 @@ class SrsCore:
             return []
         session.ended = now
         session.end_reason = reason
+        session.close_pauses(now)
         self._invite_keys = {k: v for k, v in self._invite_keys.items() if v != call_id}
         self._ports.release(session.port_base, session.port_count)
+        for base, count in session.blocks:
+            self._ports.release(base, count)
         return [Closed(session)]

@@ -9,6 +9,7 @@ from tapeline.archive.core import Archive
 from tapeline.archive.filing import (
     AttachmentIn,
     Filer,
+    GapIn,
     NewInteraction,
     PartyIn,
     RecordingIn,
@@ -33,7 +34,7 @@ def _parties(
     parties: list[PartyIn] = []
     line = other = None
     if meta is None:
-        return None, None, parties
+        return _fork_parties(session)
     for participant in meta.participants:
         if not participant.name_ids:
             continue
@@ -50,6 +51,35 @@ def _parties(
             PartyIn(role=role, identifier=number or aor, display_name=participant.name_ids[0].name)
         )
     return line, other, parties
+
+
+def _fork_parties(session: CallSession) -> tuple[str | None, str | None, list[PartyIn]]:
+    """Parties of a plain fork INVITE, from its headers (see `fork.map_fork`)."""
+    fork = session.fork
+    if fork is None:
+        return None, None, []
+    parties = []
+    if fork.employee is not None:
+        parties.append(
+            PartyIn(role="employee", identifier=fork.employee, display_name=fork.employee_name)
+        )
+    if fork.other is not None:
+        parties.append(
+            PartyIn(role="counterparty", identifier=fork.other, display_name=fork.other_name)
+        )
+    return fork.employee, fork.other, parties
+
+
+def _gaps(session: CallSession) -> list[GapIn]:
+    """Pause spans as gap records (the recording keeps silence there, so its length is true)."""
+    return [
+        GapIn(
+            start_ms=max(0, round((pause.start - session.started) * 1000)),
+            end_ms=max(0, round((pause.end - session.started) * 1000)),
+            reason=f"paused:{pause.label or pause.index}"[:32],
+        )
+        for pause in sorted(session.pauses, key=lambda p: (p.start, p.index))
+    ]
 
 
 def build_interaction(  # noqa: PLR0913  # everything the record is made of
@@ -86,7 +116,7 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
     base = NewInteraction(
         channel="voice",
         kind="call",
-        direction="unknown",
+        direction=session.fork.direction if session.fork and not session.metadata else "unknown",
         started_at=session.started_wall,
         ended_at=ended_wall,
         source_path="siprec",
@@ -97,12 +127,15 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
         attachments=attachments,
         sip_call_id=session.call_id,
         incomplete=incomplete,
+        gaps=_gaps(session),
         tags=["selftest"] if session.selftest else [],
         retention_class="selftest" if session.selftest else None,
         details={
             "trunk": session.trunk,
             "end_reason": session.end_reason,
-            "channel_rule": str(session.channel_map.rule) if session.channel_map else None,
+            "channel_rule": str(session.channel_map.rule)
+            if session.channel_map
+            else (f"fork: {session.fork.rule}" if session.fork else None),
             "notes": session.notes,
         },
     )

@@ -1,10 +1,11 @@
 """Finishing SIPREC journals left by a crash (`kill -9`, power cut) when the recorder starts.
 
 A session journal holds, as pcapng packets: the INVITE as received, our SDP answer, then every
-media datagram with its arrival time. That is enough to rebuild the session without the index:
-the offer and metadata give labels, codecs and the channel map; the answer gives our ports; the
-packets are replayed through the same media pipeline; the call is filed marked incomplete (it
-ends at the last sealed packet) through the one filing path.
+media datagram with its arrival time, and each in-dialog re-INVITE/UPDATE with our answer where
+it happened (so added streams and pauses are rebuilt too). That is enough to rebuild the session
+without the index: the offer and metadata give labels, codecs and the channel map; the answer
+gives our ports; the packets are replayed through the same media pipeline; the call is filed
+marked incomplete (it ends at the last sealed packet) through the one filing path.
 """
 
 from __future__ import annotations
@@ -17,17 +18,24 @@ from tapeline.archive.core import Archive
 from tapeline.archive.journal import read_journal
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
-from tapeline.daemon.siprec.core import CallSession, describe, receive_keys, split_body
+from tapeline.daemon.siprec.core import (
+    CallSession,
+    describe,
+    receive_keys,
+    split_body,
+    split_update,
+)
 from tapeline.daemon.siprec.filing import file_session
+from tapeline.daemon.siprec.fork import map_fork
 from tapeline.errors import TapelineError
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.session import MediaSession, MediaStream
 from tapeline.media.srtp import CryptoSuite, SrtpReceiver
 from tapeline.proto.errors import ParseError
 from tapeline.proto.net import END_OF_CAPTURE, NEED_DATA, PacketDecoder, PcapngReader, UdpDatagram
-from tapeline.proto.sdp import parse_sdp
+from tapeline.proto.sdp import SessionDescription, parse_sdp
 from tapeline.proto.sip import SipRequest, parse_datagram
-from tapeline.proto.siprec import parse_metadata
+from tapeline.proto.siprec import apply_update, parse_metadata
 
 log = logging.getLogger(__name__)
 JOURNAL_GLOB = "siprec-*.tpj"
@@ -48,6 +56,74 @@ def _datagrams(data: bytes) -> list[UdpDatagram]:
     return out
 
 
+class _Replay:
+    """Rebuilds one session from its journaled packets, in arrival order."""
+
+    def __init__(self, session: CallSession, config: Config) -> None:
+        self.session = session
+        self.media = MediaSession(start=session.started)
+        self.by_port: dict[int, MediaStream] = {}
+        region = config.node.default_region
+        self.lines = {line.number for line in config.lines}
+        self.normalise = lambda aor: normalise_number(aor, region)
+
+    def add_streams(self, indexes: range) -> None:
+        session = self.session
+        for index in indexes:
+            codecs = session.codecs[index]
+            if not codecs:
+                continue
+            formats = {
+                pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
+                for pt, (enc, rate) in codecs.items()
+            }
+            keys = session.srtp[index] if index < len(session.srtp) else None
+            receiver = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
+            stream = self.media.add_stream(
+                channel=session.channel_of(index), formats=formats, srtp=receiver
+            )
+            port = session.ports[index]
+            self.by_port[port] = self.by_port[port + 1] = stream
+
+    def describe(self, answer: SessionDescription) -> None:
+        session = self.session
+        described = describe(
+            session.offer, answer, session.metadata, lines=self.lines, normalise=self.normalise
+        )
+        session.labels = described.labels
+        session.codecs = described.codecs
+        session.channel_map = described.channel_map or session.channel_map
+
+    def reoffer(self, request: bytes, answer_bytes: bytes, at: float) -> None:
+        """Apply a journaled in-dialog request and our answer to it."""
+        session = self.session
+        try:
+            message = parse_datagram(request)
+            if not isinstance(message, SipRequest):
+                return
+            sdp, raw = split_update(message)
+            offer = parse_sdp(sdp) if sdp is not None else session.offer
+            answer = parse_sdp(answer_bytes)
+        except ParseError:
+            return
+        for body in raw:
+            session.raw_metadata.append(body)
+            try:
+                update = parse_metadata(body)
+            except ParseError:
+                continue
+            session.metadata = (
+                update if session.metadata is None else apply_update(session.metadata, update)
+            )
+        known = len(session.ports)
+        session.offer = offer
+        session.srtp = receive_keys(offer)
+        session.ports = [m.port for m in answer.media]
+        self.describe(answer)
+        session.track_pauses(offer, answer, at)
+        self.add_streams(range(known, len(session.ports)))
+
+
 def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | None:
     """The session and its replayed media from a journal's bytes, or None when unusable."""
     packets = _datagrams(data)
@@ -63,15 +139,6 @@ def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | N
         metadata = parse_metadata(raw_metadata[0]) if raw_metadata else None
     except ParseError:
         return None
-    region = config.node.default_region
-    described = describe(
-        offer,
-        answer,
-        metadata,
-        lines={line.number for line in config.lines},
-        normalise=lambda aor: normalise_number(aor, region),
-    )
-    srtp = receive_keys(offer)
     start_ns = packets[0].ts_ns
     ports = [m.port for m in answer.media]
     session = CallSession(
@@ -83,35 +150,46 @@ def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | N
         offer=offer,
         metadata=metadata,
         raw_metadata=raw_metadata,
-        channel_map=described.channel_map,
+        channel_map=None,
         port_base=min((p for p in ports if p), default=0),
         port_count=len(ports),
-        labels=described.labels,
-        codecs=described.codecs,
+        labels=(),
+        codecs=(),
         answer=b"",
+        srtp=receive_keys(offer),
+        ports=ports,
     )
-    media = MediaSession(start=session.started)
-    by_port: dict[int, MediaStream] = {}
-    for index, codecs in enumerate(described.codecs):
-        if not codecs:
-            continue
-        formats = {
-            pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
-            for pt, (enc, rate) in codecs.items()
-        }
-        keys = srtp[index]
-        receiver = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
-        stream = media.add_stream(channel=session.channel_of(index), formats=formats, srtp=receiver)
-        by_port[ports[index]] = by_port[ports[index] + 1] = stream
+    replay = _Replay(session, config)
+    if metadata is None:
+        session.fork = map_fork(
+            invite,
+            lines=replay.lines,
+            normalise=replay.normalise,
+            extra_headers=config.siprec.party_headers,
+        )
+    replay.describe(answer)
+    session.track_pauses(offer, answer, session.started)
+    replay.add_streams(range(len(ports)))
+    sip_port = packets[0].dport
     last = session.started
+    pending: bytes | None = None
     for packet in packets[2:]:
-        target = by_port.get(packet.dport)
+        at = packet.ts_ns / NS
+        if packet.dport == sip_port and packet.sport == session.peer[1]:
+            pending = packet.payload
+            continue
+        if packet.sport == sip_port and pending is not None:
+            replay.reoffer(pending, packet.payload, at)
+            pending = None
+            continue
+        target = replay.by_port.get(packet.dport)
         if target is not None:
-            last = packet.ts_ns / NS
+            last = at
             target.receive_datagram(packet.payload, last)
     session.ended = last
     session.end_reason = "recovered after a crash"
-    return session, media
+    session.close_pauses(last)
+    return session, replay.media
 
 
 def recover_spool(archive: Archive, config: Config) -> int:

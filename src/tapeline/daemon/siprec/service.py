@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shutil
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -27,7 +28,15 @@ from tapeline.archive.nodes import raise_alarm
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
-from tapeline.daemon.siprec.core import Action, CallSession, Closed, Opened, Send, SrsCore
+from tapeline.daemon.siprec.core import (
+    Action,
+    CallSession,
+    Closed,
+    Opened,
+    Send,
+    SrsCore,
+    Updated,
+)
 from tapeline.daemon.siprec.filing import file_session
 from tapeline.daemon.siprec.ports import PortPool
 from tapeline.daemon.siprec.recovery import recover_spool
@@ -128,6 +137,7 @@ class SiprecService:
             media_address=self._media_address,
             contact=f"<sip:srs@{self._media_address}:{first.rpartition(':')[2]}>;+sip.srs",
             refuse_new=self._refusal,
+            party_headers=config.siprec.party_headers,
         )
         recovered = await asyncio.to_thread(recover_spool, runtime.archive, config)
         if recovered:
@@ -146,7 +156,11 @@ class SiprecService:
             elif scheme == "tcp":
                 self._servers.append(await asyncio.start_server(self._tcp_client, host, int(port)))
             else:
-                log.warning("listener %s: TLS is not served yet; skipped", entry)
+                self._servers.append(
+                    await asyncio.start_server(
+                        self._tcp_client, host, int(port), ssl=self._tls_context()
+                    )
+                )
         log.info("siprec listening", extra={"listen": config.siprec.listen})
 
     async def run(self) -> None:
@@ -184,6 +198,20 @@ class SiprecService:
             await server.wait_closed()
         await asyncio.sleep(0)  # let the transports' close callbacks run before the loop ends
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Server TLS (1.2+); with a client CA, a verified client certificate is required."""
+        siprec = self._config.siprec
+        cert, key = siprec.tls_cert_file, siprec.tls_key_file
+        if cert is None or key is None:  # the config refuses a tls: listener without them
+            raise TapelineError("a tls: listener needs siprec.tls_cert_file and tls_key_file")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        if siprec.tls_client_ca_file is not None:
+            context.load_verify_locations(cafile=siprec.tls_client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def _flush_journals(self) -> None:
         # On the loop thread: appends happen here too, so no lock is needed. The fsync costs a
         # few milliseconds a second per open call.
@@ -197,6 +225,7 @@ class SiprecService:
         if self._core is not None:
             self._core.trunks = list(config.trunks)
             self._core.lines = {line.number for line in config.lines}
+            self._core.party_headers = list(config.siprec.party_headers)
 
     # --- adapters ------------------------------------------------------------------------
 
@@ -227,6 +256,8 @@ class SiprecService:
         peername = writer.get_extra_info("peername")
         peer = (str(peername[0]), int(peername[1]))
         self._streams[peer] = writer
+        if self._core is not None:
+            self._core.set_peer_names(peer, _certificate_names(writer.get_extra_info("peercert")))
         framer = SipFramer()
         loop = asyncio.get_running_loop()
         try:
@@ -247,6 +278,8 @@ class SiprecService:
                     break
         finally:
             self._streams.pop(peer, None)
+            if self._core is not None:
+                self._core.set_peer_names(peer, None)
             writer.close()
 
     def _send(self, action: Send, proto: _SipUdp | None) -> None:
@@ -266,6 +299,8 @@ class SiprecService:
         for action in actions:
             if isinstance(action, Send):
                 self._send(action, proto)
+            elif isinstance(action, Updated):
+                self._updated(action)
             elif isinstance(action, Closed):
                 self._close(action.session)
 
@@ -278,7 +313,7 @@ class SiprecService:
         journal.append(self._pcap.header(LINKTYPE_ETHERNET))
         # The INVITE and our answer first: recovery after a crash rebuilds the session from them.
         peer_ip, peer_port = session.peer
-        local = self._media_address if (":" in peer_ip) == (":" in self._media_address) else peer_ip
+        local = self._local_for(peer_ip)
         now_ns = time.time_ns()
         journal.append(
             self._pcap.packet(
@@ -293,32 +328,62 @@ class SiprecService:
         journal.flush()
         media = MediaSession(start=session.started)
         live = _Live(session=session, journal=journal, media=media)
-        loop = asyncio.get_running_loop()
-        for index, codecs in enumerate(session.codecs):
-            if not codecs:
-                continue
-            formats = {
-                pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
-                for pt, (enc, rate) in codecs.items()
-            }
-            keys = session.srtp[index] if index < len(session.srtp) else None
-            srtp = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
-            stream = media.add_stream(channel=session.channel_of(index), formats=formats, srtp=srtp)
-            for port in (session.port_base + 2 * index, session.port_base + 2 * index + 1):
-                try:
-                    sock = self._bind_udp(port)
-                except OSError as exc:
-                    session.notes.append(f"RTP port {port} could not be bound: {exc.strerror}")
-                    continue
-                live.sockets.append((sock, stream, port))
-                future = asyncio.ensure_future(
-                    loop.create_datagram_endpoint(self._rtp_factory(live, stream, port), sock=sock)
-                )
-                future.add_done_callback(self._bound_callback(live))
-                live.binding.append(future)
+        for index in range(len(session.codecs)):
+            self._add_stream(live, index)
         self._live[session.call_id] = live
         self._active["siprec"] = len(self._live)
         self._spawn(self._emit_started(session))
+
+    def _add_stream(self, live: _Live, index: int) -> None:
+        """Open m-line `index`: its media stream and its RTP and RTCP sockets."""
+        session = live.session
+        codecs = session.codecs[index]
+        if not codecs:
+            return
+        formats = {
+            pt: PayloadFormat(payload_type=pt, encoding_name=enc, clock_rate=rate)
+            for pt, (enc, rate) in codecs.items()
+        }
+        keys = session.srtp[index] if index < len(session.srtp) else None
+        srtp = SrtpReceiver(suite=CryptoSuite(keys[0]), key=keys[1]) if keys else None
+        stream = live.media.add_stream(
+            channel=session.channel_of(index), formats=formats, srtp=srtp
+        )
+        loop = asyncio.get_running_loop()
+        base = session.port_of(index)
+        for port in (base, base + 1):
+            try:
+                sock = self._bind_udp(port)
+            except OSError as exc:
+                session.notes.append(f"RTP port {port} could not be bound: {exc.strerror}")
+                continue
+            live.sockets.append((sock, stream, port))
+            future = asyncio.ensure_future(
+                loop.create_datagram_endpoint(self._rtp_factory(live, stream, port), sock=sock)
+            )
+            future.add_done_callback(self._bound_callback(live))
+            live.binding.append(future)
+
+    def _updated(self, update: Updated) -> None:
+        """Journal a re-INVITE/UPDATE and our answer (recovery replays them); open new streams."""
+        live = self._live.get(update.session.call_id)
+        if live is None:
+            return
+        peer_ip, peer_port = update.session.peer
+        local = self._local_for(peer_ip)
+        now_ns = time.time_ns()
+        for src, dst, sport, dport, data in (
+            (peer_ip, local, peer_port, self._sip_port, update.request),
+            (local, peer_ip, self._sip_port, peer_port, update.answer),
+        ):
+            live.journal.append(
+                self._pcap.packet(now_ns, build_udp_frame(src, dst, sport, dport, data))
+            )
+        for index in update.added:
+            self._add_stream(live, index)
+
+    def _local_for(self, peer_ip: str) -> str:
+        return self._media_address if (":" in peer_ip) == (":" in self._media_address) else peer_ip
 
     def _rtp_factory(
         self, live: _Live, stream: MediaStream, port: int
@@ -431,3 +496,18 @@ class SiprecService:
             return
         await asyncio.to_thread(Path(live.journal.path).unlink, missing_ok=True)
         log.info("call filed", extra={"call_id": session.call_id, "interaction": interaction_id})
+
+
+def _certificate_names(peercert: object) -> frozenset[str] | None:
+    """Subject CNs and DNS SANs of a verified client certificate (None without one)."""
+    if not isinstance(peercert, dict) or not peercert:
+        return None
+    names: set[str] = set()
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                names.add(str(value))
+    for kind, value in peercert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.add(str(value))
+    return frozenset(names)
