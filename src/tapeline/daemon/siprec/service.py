@@ -48,7 +48,7 @@ from tapeline.media.session import MediaResult, MediaSession, MediaStream
 from tapeline.media.srtp import CryptoSuite, SrtpReceiver
 from tapeline.proto.errors import SipParseError
 from tapeline.proto.net import PcapngWriter, build_udp_frame
-from tapeline.proto.sip import NEED_DATA, SipFramer, SipRequest
+from tapeline.proto.sip import CONNECTION_CLOSED, NEED_DATA, SipFramer, SipRequest
 
 log = logging.getLogger(__name__)
 LINKTYPE_ETHERNET = 1
@@ -265,7 +265,7 @@ class SiprecService:
                 chunk = await reader.read(65536)
                 framer.receive_data(chunk)
                 try:
-                    while (event := framer.next_event()) is not NEED_DATA:
+                    while (event := framer.next_event()) not in (NEED_DATA, CONNECTION_CLOSED):
                         if isinstance(event, SipRequest) and self._core is not None:
                             actions = self._core.receive_request(
                                 event, peer, loop.time(), datetime.now(UTC), reliable=True
