@@ -30,10 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tapeline.archive.core import Archive
+from tapeline.archive.nodes import active_alarms
 from tapeline.archive.reading import show
 from tapeline.config import load_config
 from tapeline.proto.net import PcapWriter, build_udp_frame
-from tapeline.proto.sip import NEED_DATA, SipFramer, SipResponse
+from tapeline.proto.sip import NEED_DATA, SipFramer, SipResponse, parse_datagram
 from tapeline.tlscert import generate_self_signed
 from tests.conftest import CORPUS, config_dict, free_port
 from tests.integration.test_mqtt_tls import _ca, _name
@@ -669,3 +670,45 @@ def test_tls_client_without_a_certificate_from_the_ca_is_refused(
     refused = r"(?i)certificate|unknown ca|closed|eof|reset"
     with pytest.raises(OSError, match=refused), _tls_client(tls_recorder, client) as sock:
         _tls_exchange(sock, _tls_invite(f"tls-refused-{client}"))
+
+
+def test_a_full_disk_refuses_new_calls_with_503_and_an_alarm_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Below `storage.min_free_bytes` a call is refused before any port or journal is taken."""
+    udp = free_port(socket.SOCK_DGRAM)
+    data = config_dict(tmp_path)
+    data["siprec"] = {"listen": [f"udp:127.0.0.1:{udp}"], "rtp_ports": "34000-34999"}
+    data["trunks"] = [{"name": "loopback", "match": ["127.0.0.0/8"]}]
+    data["storage"]["min_free_bytes"] = 1 << 62  # more than any disk here has free: "full"
+    generate_self_signed(Path(data["web"]["tls_cert_file"]), Path(data["web"]["tls_key_file"]))
+    config = tmp_path / "tapeline.toml"
+    config.write_text(dumps(data))
+    kept = Path(data["storage"]["path"]) / "kept-by-the-admin.bin"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(b"x" * 4096)
+    proc = _start_recorder(config)
+    try:
+        body, ctype = _siprec_body()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(10)
+            sock.sendto(_request("INVITE", body=body, content_type=ctype), ("127.0.0.1", udp))
+            while True:
+                reply = parse_datagram(sock.recv(65536))
+                assert isinstance(reply, SipResponse)
+                if reply.status_code >= 200:
+                    break
+        assert (reply.status_code, reply.reason) == (503, "Storage full")
+        assert proc.poll() is None  # refused, not crashed
+        archive = Archive.open(load_config(config, environ={}), migrate=False)
+        try:
+            codes = {alarm.code for alarm in active_alarms(archive)}
+        finally:
+            archive.close()
+        assert "storage.full" in codes
+        assert not list(Path(data["storage"]["spool"]).glob("siprec-*.tpj"))
+        assert kept.read_bytes() == b"x" * 4096  # nothing deleted to make room
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

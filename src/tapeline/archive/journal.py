@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ class JournalWriter:
         self._pending_bytes = 0
         self._next_chunk = 0
         self.records_written = 0
+        self._fd_lock = threading.Lock()  # `sync` may run in a worker thread while we close
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
@@ -76,15 +79,18 @@ class JournalWriter:
         self._pending.append(_RECORD.pack(len(record)) + record)
         self._pending_bytes += len(record) + _RECORD.size
         if self._pending_bytes >= MAX_CHUNK_BYTES // 4:
-            self.flush()
+            self.flush(sync=False)  # sealed now, made durable by the next flush or sync
 
     @property
     def dirty(self) -> bool:
         """Whether records wait to be sealed."""
         return bool(self._pending)
 
-    def flush(self) -> None:
-        """Seal the queued records into one chunk, write it and fsync.
+    def flush(self, *, sync: bool = True) -> None:
+        """Seal the queued records into one chunk, write it and (unless `sync=False`) fsync.
+
+        With `sync=False` the chunk is in the page cache only; `sync()` (from any thread) makes
+        it durable. The capture loop seals on its own thread and syncs in a worker.
 
         Raises:
             StorageError: the write or fsync failed (disk full, I/O error).
@@ -96,7 +102,8 @@ class JournalWriter:
         sealed = self._aead.encrypt(_nonce(number), plain, self._id_bytes)
         try:
             os.write(self._fd, _CHUNK.pack(len(sealed), number) + sealed)
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError as exc:
             raise StorageError(f"journal {self.path}: {exc.strerror}") from exc
         self.records_written += len(self._pending)
@@ -104,12 +111,28 @@ class JournalWriter:
         self._pending_bytes = 0
         self._next_chunk += 1
 
+    def sync(self) -> None:
+        """Make every sealed chunk durable (safe from another thread; a no-op once closed).
+
+        Raises:
+            StorageError: the fsync failed.
+        """
+        with self._fd_lock:
+            if self._closed:
+                return
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise StorageError(f"journal {self.path}: {exc.strerror}") from exc
+
     def close(self) -> None:
-        """Seal what is left and close the file."""
+        """Seal what is left, fsync and close the file."""
         try:
             self.flush()
         finally:
-            os.close(self._fd)
+            with self._fd_lock:
+                self._closed = True
+                os.close(self._fd)
 
 
 @dataclass(frozen=True, slots=True)

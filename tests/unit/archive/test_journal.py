@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,3 +112,20 @@ def test_canary_is_never_in_clear_in_objects_or_spool(archive: Archive) -> None:
         scanned += 1
         assert canary.encode() not in store.get(object_id), object_id
     assert scanned == 3  # the journal, the attachment and the manifest were all looked at
+
+
+def test_sealed_chunks_are_readable_before_sync_and_sync_after_close_is_a_noop(
+    tmp_path: Path,
+) -> None:
+    """The capture loop seals with `sync=False` and fsyncs from a worker thread."""
+    key = _key()
+    path = tmp_path / "j.tpj"
+    writer = JournalWriter(path, key)
+    writer.append(b"first")
+    writer.flush(sync=False)
+    worker = threading.Thread(target=writer.sync)
+    worker.start()
+    worker.join()
+    assert read_journal(path, key).records == [b"first"]
+    writer.close()
+    writer.sync()  # the worker may run after the call was filed: nothing to do, no EBADF

@@ -175,17 +175,15 @@ def rebuild(data: bytes, config: Config) -> tuple[CallSession, MediaSession] | N
     pending: bytes | None = None
     for packet in packets[2:]:
         at = packet.ts_ns / NS
-        if packet.dport == sip_port and packet.sport == session.peer[1]:
-            pending = packet.payload
-            continue
-        if packet.sport == sip_port and pending is not None:
-            replay.reoffer(pending, packet.payload, at)
-            pending = None
-            continue
         target = replay.by_port.get(packet.dport)
         if target is not None:
             last = at
             target.receive_datagram(packet.payload, last)
+        elif pending is not None and packet.payload.startswith(b"v="):  # our SDP answer to it
+            replay.reoffer(pending, packet.payload, at)
+            pending = None
+        elif packet.dport == sip_port:  # an in-dialog request (SBCs often use 5060 both ways)
+            pending = packet.payload
     session.ended = last
     session.end_reason = "recovered after a crash"
     session.close_pauses(last)
