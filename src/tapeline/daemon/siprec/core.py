@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tapeline.config import Trunk
-from tapeline.daemon.siprec.fork import ForkMapping, map_fork
+from tapeline.daemon.siprec.fork import ForkMapping, map_fork, map_nbr
 from tapeline.daemon.siprec.ports import PortPool, PortPoolExhausted
 from tapeline.proto.errors import ParseError, SipParseError
 from tapeline.proto.sdp import SessionDescription, build_answer, parse_sdp, serialize_sdp
@@ -52,9 +52,9 @@ SDES_KEY_BYTES = 30  # AES_CM_128 master key (16) and salt (14), RFC 4568 §6.2
 SDES_SUITES = frozenset({"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"})
 RS_METADATA = "application/rs-metadata+xml"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
-SUPPORTED_OPTIONS = frozenset(
-    {"siprec"}
-)  # option tags we can honour in Require (RFC 3261 §8.2.2.3)
+# Option tags we honour in Require (RFC 3261 §8.2.2.3). Cisco CUBE requires 100rel and Sonus
+# uses timer; a 100 then a 200 without a reliable 18x is compliant with both (siprec.md §2).
+SUPPORTED_OPTIONS = frozenset({"siprec", "100rel", "timer"})
 # Headers copied into a 400 for a request too broken to parse (RFC 3261 §8.2.6.2 needs them).
 _ECHO = re.compile(
     rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*", re.IGNORECASE | re.MULTILINE
@@ -115,6 +115,7 @@ class CallSession:
     paused: dict[int, float] = field(default_factory=dict)  # m-line -> when its pause began
     pauses: list[Pause] = field(default_factory=list)
     fork: ForkMapping | None = None  # a plain fork INVITE: parties from its headers
+    region: str | None = None  # the trunk's region for national numbers, if it has one
 
     def channel_of(self, index: int) -> int:
         """Channel of m-line `index`: by metadata labels, then a fork's direction, then order."""
@@ -284,6 +285,40 @@ def bad_request(data: bytes, addr: Address, exc: SipParseError) -> list[Action]:
     return [Send(head + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n", addr)]
 
 
+def marks_recording_session(req: SipRequest, *, has_metadata: bool) -> tuple[bool, bool]:
+    """(RFC 7866 §6.2 marks both present, any mark present) for an INVITE (siprec.md §2).
+
+    Any mark: `Require: siprec`, `+sip.src` or the draft `;src` in Contact (also inside the URI
+    brackets, as Avaya SBCE and Webex put them), or a metadata part (BroadWorks sends no tag).
+    """
+    contact = ";".join(req.headers.get_all("Contact")).lower().replace(" ", "")
+    src_tag = "+sip.src" in contact
+    draft_tag = any(p == "src" or p.startswith("src>") for p in contact.split(";")[1:])
+    required = "siprec" in {t.lower() for t in req.headers.get_list("Require")}
+    return src_tag and required, src_tag or draft_tag or required or has_metadata
+
+
+def unknown_required_part(req: SipRequest) -> bool:
+    """A body part of an unknown type marked `handling=required` (RFC 3261 §20.11)."""
+    content_type = req.content_type
+    if content_type is None or content_type.media_type != "multipart/mixed":
+        return False
+    if not content_type.boundary:
+        return False
+    try:
+        parts = parse_multipart(req.body, content_type.boundary)
+    except SipParseError:
+        return False
+    for part in parts:
+        media_type = part.content_type.media_type if part.content_type else ""
+        disposition = (part.headers.get("Content-Disposition") or "").lower().replace(" ", "")
+        if media_type not in {SDP, RS_METADATA, "application/rs-metadata"} and (
+            "handling=required" in disposition
+        ):
+            return True
+    return False
+
+
 def split_update(req: SipRequest) -> tuple[bytes | None, list[bytes]]:
     """The SDP (None when absent) and rs-metadata parts of an in-dialog INVITE or UPDATE.
 
@@ -322,6 +357,7 @@ class SrsCore:
         refuse_new: Callable[[], str | None] = lambda: None,
         new_key: Callable[[], bytes] = lambda: os.urandom(SDES_KEY_BYTES),
         party_headers: Sequence[str] = (),
+        normalise_in: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.layer = TransactionLayer()
         self.dialogs = DialogSet()
@@ -329,6 +365,9 @@ class SrsCore:
         self.trunks = list(trunks)
         self.lines = set(lines)
         self._normalise = normalise
+        # A trunk's own region for national numbers (a London SBC sends 020..., a New York one
+        # 212...): `normalise_in(aor, region)`; without it every trunk uses `normalise`.
+        self._normalise_in = normalise_in
         self._ports = ports
         self._media_address = media_address
         self._contact = contact
@@ -474,21 +513,14 @@ class SrsCore:
                     return trunk
         return None
 
-    def _new_session(  # noqa: PLR0911  # one refusal per reason
+    def _new_session(
         self, event: RequestReceived, addr: Address, now: float, wall: datetime
     ) -> list[Action]:
         req = event.request
-        trunk = self._trunk(addr)
         selftest = req.headers.get(SELFTEST_HEADER) is not None and _loopback(addr)
-        if trunk is None and selftest:
-            trunk = Trunk(
-                name="selftest", match=[f"{addr[0]}/32" if ":" not in addr[0] else "::1/128"]
-            )
+        trunk, status, reason = self._admit(req, addr, selftest=selftest)
         if trunk is None:
-            return self._respond(event, 403, now, reason="Not a configured recording source")
-        refusal = self._refuse_new()
-        if refusal is not None:
-            return self._respond(event, 503, now, reason=refusal)
+            return self._respond(event, status, now, reason=reason)
         try:
             sdp_bytes, raw_metadata = split_body(req)
             offer = parse_sdp(sdp_bytes)
@@ -516,7 +548,8 @@ class SrsCore:
         if all(m.port == 0 for m in answer.media):
             self._ports.release(base, count)
             return self._respond(event, 488, now)
-        described = describe(offer, answer, metadata, lines=self.lines, normalise=self._normalise)
+        normalise = self._normaliser(trunk.region)
+        described = describe(offer, answer, metadata, lines=self.lines, normalise=normalise)
         body = serialize_sdp(answer).encode()
         tag = f"srs{next(self._ids)}"
         response = build_response(
@@ -547,11 +580,8 @@ class SrsCore:
             ports=[base + 2 * i for i in range(count)],
             answer_keys=answer_keys,
             sdp_id=sdp_id,
-            fork=None
-            if metadata is not None
-            else map_fork(
-                req, lines=self.lines, normalise=self._normalise, extra_headers=self.party_headers
-            ),
+            fork=None if metadata is not None else self._fork(req, trunk),
+            region=trunk.region,
         )
         # An RS may start paused (Cisco opens it inactive until the call is answered).
         session.track_pauses(offer, answer, now)
@@ -563,6 +593,52 @@ class SrsCore:
             if isinstance(o, SendBytes)
         ]
         return [*sends, Opened(session)]
+
+    def _admit(
+        self, req: SipRequest, addr: Address, *, selftest: bool
+    ) -> tuple[Trunk | None, int, str]:
+        """The trunk a new INVITE records on, or (None, status, reason) to refuse it.
+
+        Checked before any port is taken: the source (403), storage (503), and on a `strict`
+        trunk the RFC 7866 §6.2 marks (403) and unknown required body parts (415).
+        """
+        trunk = self._trunk(addr)
+        if trunk is None and selftest:
+            trunk = Trunk(
+                name="selftest", match=[f"{addr[0]}/32" if ":" not in addr[0] else "::1/128"]
+            )
+        if trunk is None:
+            return None, 403, "Not a configured recording source"
+        refusal = self._refuse_new()
+        if refusal is not None:
+            return None, 503, refusal
+        if trunk.mode == "strict" and not selftest:
+            has_metadata = RS_METADATA.encode() in req.body.lower()
+            both, _ = marks_recording_session(req, has_metadata=has_metadata)
+            if not both:
+                return None, 403, "Not a recording session"
+            if unknown_required_part(req):
+                return None, 415, "Unknown required body part"
+        return trunk, 200, ""
+
+    def _fork(self, req: SipRequest, trunk: Trunk) -> ForkMapping:
+        """Parties of an INVITE without metadata: NBR headers on an `nbr` trunk, else a fork."""
+        if trunk.mode == "nbr":
+            nbr = map_nbr(req, lines=self.lines, normalise=self._normaliser(trunk.region))
+            if nbr is not None:
+                return nbr
+        return map_fork(
+            req,
+            lines=self.lines,
+            normalise=self._normaliser(trunk.region),
+            extra_headers=self.party_headers,
+        )
+
+    def _normaliser(self, region: str | None) -> Callable[[str], str | None]:
+        normalise_in = self._normalise_in
+        if region is None or normalise_in is None:
+            return self._normalise
+        return lambda aor: normalise_in(aor, region)
 
     def _reoffer(self, event: RequestReceived, session: CallSession, now: float) -> list[Action]:
         """Apply an in-dialog INVITE/UPDATE: new metadata, new or paused streams, a new answer."""
@@ -607,7 +683,7 @@ class SrsCore:
                 parse_sdp(session.answer),
                 session.metadata,
                 lines=self.lines,
-                normalise=self._normalise,
+                normalise=self._normaliser(session.region),
             )
             session.labels = described.labels
             session.codecs = described.codecs

@@ -170,7 +170,7 @@ def file_session(
     Raises:
         StorageError: the record could not be filed (the caller keeps the journal).
     """
-    region = config.node.default_region
+    region = session.region or config.node.default_region
     normalised = {
         name_id.aor: normalise_number(name_id.aor, region)
         for participant in (session.metadata.participants if session.metadata else ())

@@ -37,6 +37,59 @@ def _number(party: PartyIdentity | None, normalise: Callable[[str], str | None])
     return normalise(party.uri) or party.number
 
 
+NBR_HEADER = "X-Cisco-Recording-Participant"
+
+
+def _media_index(value: str) -> int | None:
+    for param in value.rpartition(">")[2].split(";"):
+        name, _, raw = param.strip().partition("=")
+        if name.lower() == "media-index" and raw.strip('"').isdigit():
+            return int(raw.strip('"'))
+    return None
+
+
+def map_nbr(
+    request: SipRequest, *, lines: Collection[str], normalise: Callable[[str], str | None]
+) -> ForkMapping | None:
+    """Cisco CUCM network-based recording: one participant header per m-line (siprec.md §2).
+
+    `X-Cisco-Recording-Participant: <sip:NUMBER@host>;media-index="0"` names who is heard on
+    m-line 0 and 1. The participant on a provisioned line is the employee; when it is on
+    m-line 1 the channels swap. None when the headers are absent or name no m-line.
+    """
+    by_index: dict[int, PartyIdentity] = {}
+    for value in request.headers.get_all(NBR_HEADER):
+        index = _media_index(value)
+        if index is not None:
+            by_index[index] = identity(value.rpartition(">")[0] + ">" if ">" in value else value)
+    if not by_index:
+        return None
+    numbers = {index: _number(party, normalise) for index, party in by_index.items()}
+    employee_index = next((i for i, n in sorted(numbers.items()) if n in lines), None)
+    if employee_index is None:
+        return ForkMapping(
+            employee=None,
+            employee_name=None,
+            other=next((n for n in numbers.values() if n), None),
+            other_name=None,
+            direction="unknown",
+            swap=False,
+            rule=f"{NBR_HEADER}: no provisioned line",
+        )
+    other_index = next((i for i in sorted(numbers) if i != employee_index), None)
+    other = by_index.get(other_index) if other_index is not None else None
+    return ForkMapping(
+        employee=numbers[employee_index],
+        employee_name=by_index[employee_index].display_name,
+        other=(numbers.get(other_index) if other_index is not None else None)
+        or (other.uri if other else None),
+        other_name=other.display_name if other else None,
+        direction="unknown",  # NBR headers do not say who called
+        swap=employee_index == 1,
+        rule=NBR_HEADER,
+    )
+
+
 def map_fork(
     request: SipRequest,
     *,

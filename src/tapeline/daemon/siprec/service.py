@@ -139,6 +139,7 @@ class SiprecService:
             contact=f"<sip:srs@{self._media_address}:{first.rpartition(':')[2]}>;+sip.srs",
             refuse_new=self._refusal,
             party_headers=config.siprec.party_headers,
+            normalise_in=normalise_number,
         )
         recovered = await asyncio.to_thread(recover_spool, runtime.archive, config)
         if recovered:

@@ -199,11 +199,81 @@ def test_cert_trunks_admit_only_the_named_certificate() -> None:
     core.set_peer_names(SBC, None)
 
 
-def test_an_unsupported_require_gets_420_naming_the_tag() -> None:
-    invite = _fork_invite(["Require: siprec, 100rel"])
+def test_an_unsupported_require_gets_420_naming_the_tag_and_100rel_timer_pass() -> None:
+    invite = _fork_invite(["Require: siprec, 100rel, timer, x-magic"])
     final = _final(_core().receive_datagram(invite, SBC, 0.0, WALL))
     assert final.status_code == 420
-    assert final.headers.get("Unsupported") == "100rel"
+    assert final.headers.get("Unsupported") == "x-magic"
+    cisco = _fork_invite(["Require: siprec, 100rel", "Session-Expires: 1800"])
+    assert _final(_core().receive_datagram(cisco, SBC, 0.0, WALL)).status_code == 200
+
+
+def _moded_core(mode: str) -> SrsCore:
+    return SrsCore(
+        trunks=[Trunk(name="sbc", match=["192.0.2.0/24"], mode=mode)],
+        lines={"+442071230001"},
+        normalise=lambda aor: aor.split(":", 1)[1].split("@", 1)[0] if ":" in aor else aor,
+        ports=PortPool(20000, 20099),
+        media_address="192.0.2.1",
+        contact="<sip:srs@192.0.2.1>;+sip.srs",
+    )
+
+
+def _siprec_invite(headers: list[str], body: str | None = None) -> bytes:
+    siprec, ctype = _siprec_body()
+    raw = _request("INVITE", body=body or siprec, content_type=ctype).decode()
+    head, rest = raw.split("\r\n\r\n", 1)
+    return ("\r\n".join([head, *headers]) + "\r\n\r\n" + rest).encode()
+
+
+def test_strict_trunks_need_both_rfc_marks_and_lenient_ones_any() -> None:
+    both = ["Require: siprec", "Contact: <sip:src@192.0.2.10>;+sip.src"]
+    only_draft = ["Contact: <sip:src@192.0.2.10;src>"]  # Webex: the draft tag inside the brackets
+    strict_ok = _final(_moded_core("strict").receive_datagram(_siprec_invite(both), SBC, 0, WALL))
+    assert strict_ok.status_code == 200
+    refused = _final(
+        _moded_core("strict").receive_datagram(_siprec_invite(only_draft), SBC, 0, WALL)
+    )
+    assert (refused.status_code, refused.reason) == (403, "Not a recording session")
+    lenient = _final(
+        _moded_core("lenient").receive_datagram(_siprec_invite(only_draft), SBC, 0, WALL)
+    )
+    assert lenient.status_code == 200
+
+
+def test_strict_refuses_an_unknown_required_part_lenient_ignores_it() -> None:
+    siprec, _ = _siprec_body()
+    extra = (
+        "--b\r\nContent-Type: application/x-secret\r\n"
+        "Content-Disposition: signal;handling=required\r\n\r\nIAM\r\n"
+    )
+    body = siprec.replace("--b--", extra.rstrip("\r\n") + "\r\n--b--")
+    marks = ["Require: siprec", "Contact: <sip:src@192.0.2.10>;+sip.src"]
+    strict = _moded_core("strict").receive_datagram(_siprec_invite(marks, body), SBC, 0, WALL)
+    assert _final(strict).status_code == 415
+    lenient = _moded_core("lenient").receive_datagram(_siprec_invite(marks, body), SBC, 0, WALL)
+    assert _final(lenient).status_code == 200
+
+
+def test_nbr_trunks_map_the_employee_from_cisco_participant_headers() -> None:
+    invite = _fork_invite(
+        [
+            'X-Cisco-Recording-Participant: <sip:+447700900123@cucm.example>;media-index="0"',
+            (
+                'X-Cisco-Recording-Participant: "Alice" <sip:+442071230001@cucm.example>'
+                ';media-index="1"'
+            ),
+        ]
+    )
+    core = _moded_core("nbr")
+    session = next(
+        a for a in core.receive_datagram(invite, SBC, 0.0, WALL) if isinstance(a, Opened)
+    ).session
+    assert session.fork is not None
+    assert session.fork.rule == "X-Cisco-Recording-Participant"
+    assert (session.fork.employee, session.fork.other) == ("+442071230001", "+447700900123")
+    assert session.fork.employee_name == "Alice"
+    assert (session.channel_of(0), session.channel_of(1)) == (1, 0)
 
 
 def test_a_request_too_broken_to_parse_still_gets_a_400_it_can_match() -> None:
@@ -214,3 +284,25 @@ def test_a_request_too_broken_to_parse_still_gets_a_400_it_can_match() -> None:
     assert 400 <= final.status_code < 500
     assert final.call_id == "call-1"
     assert final.headers.get("CSeq") == "1 INVITE"
+
+
+def test_a_trunks_region_reads_its_national_numbers() -> None:
+    from tapeline.archive.parties import normalise_number  # noqa: PLC0415
+
+    core = SrsCore(
+        trunks=[Trunk(name="ldn", match=["192.0.2.0/24"], region="GB")],
+        lines={"+442071230001"},
+        normalise=lambda aor: normalise_number(aor, "US"),
+        normalise_in=normalise_number,
+        ports=PortPool(20000, 20099),
+        media_address="192.0.2.1",
+        contact="<sip:srs@192.0.2.1>;+sip.srs",
+    )
+    # A London fork: the employee as a national number in P-Asserted-Identity.
+    invite = _fork_invite(["P-Asserted-Identity: <sip:02071230001@sbc.example;user=phone>"])
+    session = next(
+        a for a in core.receive_datagram(invite, SBC, 0.0, WALL) if isinstance(a, Opened)
+    ).session
+    assert session.fork is not None
+    assert session.fork.employee == "+442071230001"
+    assert session.region == "GB"
