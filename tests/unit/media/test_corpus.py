@@ -5,17 +5,23 @@ These read `<repo root>/../shared/corpus` in place and skip when it is absent.
 
 from __future__ import annotations
 
+import subprocess
+
+import numpy as np
 import pytest
 
+from tapeline.media.codecs import create_decoder
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.jitter import ReorderBuffer
 from tapeline.media.session import MediaSession
 from tapeline.proto.rtp import parse_rtp
+from tests.conftest import require_tool
 from tests.unit.media.pcapfile import corpus_file, read_udp
 
 pytestmark = pytest.mark.skipif(
     not corpus_file("SOURCES.md").exists(), reason="corpus ../shared/corpus is not present"
 )
+G729_PT = 18
 TELEPHONE_EVENT_101 = {
     101: PayloadFormat(payload_type=101, encoding_name="telephone-event", clock_rate=8000)
 }
@@ -82,3 +88,29 @@ def test_heplify_g711_stream_jitter_matches_wireshark() -> None:
     assert quality.max_jitter_ms == pytest.approx(7.406751, abs=0.001)
     assert quality.longest_gap_ms == pytest.approx(5843.742, abs=0.001)
     assert quality.ssrcs == (0xD2BD4E3E,)
+
+
+def test_g729_corpus_stream_decodes_exactly_as_the_ffmpeg_cli_does() -> None:
+    """Our G.729 path against an independent decode of the same frames by the ffmpeg program."""
+    ffmpeg = require_tool("ffmpeg")
+    frames = b"".join(
+        rtp.payload
+        for datagram in read_udp(corpus_file("rtpproxy__sess6.a.rtp.pcap"))
+        if (rtp := parse_rtp(datagram.payload)).payload_type == G729_PT and rtp.payload
+    )
+    frames = frames[: len(frames) - len(frames) % 10]  # whole 10-byte frames (no SID in here)
+    assert len(frames) >= 1000
+    decoder = create_decoder("G729")
+    ours = np.concatenate([decoder.decode(frames[i : i + 20]) for i in range(0, len(frames), 20)])
+    reference = np.frombuffer(
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-f", "g729", "-i", "-", "-f", "s16le", "-ac", "1", "-"],
+            input=frames,
+            capture_output=True,
+            check=True,
+        ).stdout,
+        dtype="<i2",
+    )
+    assert len(ours) == len(reference) == len(frames) // 10 * 80
+    assert np.count_nonzero(reference) > len(reference) // 2  # real speech, not silence
+    assert np.array_equal(ours, reference)
