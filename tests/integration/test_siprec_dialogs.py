@@ -712,3 +712,18 @@ def test_a_full_disk_refuses_new_calls_with_503_and_an_alarm_and_deletes_nothing
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_malformed_sip_over_tcp_gets_400_then_the_connection_closes(recorder: Recorder) -> None:
+    broken = _request("OPTIONS").replace(b"Content-Length: 0", b"Content-Length: lots")
+    with socket.create_connection(("127.0.0.1", recorder.tcp), timeout=10) as sock:
+        sock.sendall(broken.replace(b"/UDP", b"/TCP"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"SIP/2.0 400 ")
+    assert b"Call-ID: call-1" in received
+    # The recorder stays healthy for the next peer.
+    with socket.create_connection(("127.0.0.1", recorder.tcp), timeout=10) as sock:
+        sock.sendall(_request("OPTIONS", branch="z9hG4bKok").replace(b"/UDP", b"/TCP"))
+        assert sock.recv(65536).startswith(b"SIP/2.0 200 ")

@@ -36,6 +36,7 @@ from tapeline.daemon.siprec.core import (
     Send,
     SrsCore,
     Updated,
+    bad_request,
 )
 from tapeline.daemon.siprec.filing import file_session
 from tapeline.daemon.siprec.ports import PortPool
@@ -310,7 +311,12 @@ class SiprecService:
                             )
                             self._apply(actions, None)
                 except SipParseError as exc:
+                    # A stream cannot resynchronise after a bad message: answer it when it can
+                    # be matched (RFC 3261 §8.2.6.2), then close (§18.3).
                     log.warning("bad SIP over TCP from %s: %s", peer, exc)
+                    for reply in bad_request(framer.trailing_data, peer, exc):
+                        if isinstance(reply, Send):
+                            writer.write(reply.data)
                     break
                 if not chunk:
                     break
