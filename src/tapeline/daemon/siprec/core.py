@@ -375,6 +375,7 @@ class SrsCore:
         self._new_key = new_key
         self._ids = itertools.count(1)
         self.malformed = 0
+        self.draining = False  # set at shutdown: OPTIONS and new INVITEs get 503
         self.party_headers = list(party_headers)
         self._invite_keys: dict[TransactionKey, str] = {}
         # Names from verified TLS client certificates, per connection (`cert:NAME` trunks).
@@ -464,6 +465,8 @@ class SrsCore:
         self, event: RequestReceived, addr: Address, now: float, wall: datetime
     ) -> list[Action]:
         req = event.request
+        if req.method == "OPTIONS" and self.draining:  # tell the SBC to fail over (siprec.md §15)
+            return self._respond(event, 503, now, reason="Shutting down")
         if req.method == "OPTIONS":
             return self._respond(
                 event,
@@ -609,6 +612,8 @@ class SrsCore:
             )
         if trunk is None:
             return None, 403, "Not a configured recording source"
+        if self.draining:
+            return None, 503, "Shutting down"
         refusal = self._refuse_new()
         if refusal is not None:
             return None, 503, refusal

@@ -187,6 +187,8 @@ class SiprecService:
 
     async def stop(self) -> None:
         """Stop accepting, file every open session as incomplete, wait for filing."""
+        if self._core is not None:
+            self._core.draining = True
         for proto in self._udp:
             if proto.transport is not None:
                 proto.transport.close()

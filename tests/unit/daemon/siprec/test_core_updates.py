@@ -306,3 +306,13 @@ def test_a_trunks_region_reads_its_national_numbers() -> None:
     assert session.fork is not None
     assert session.fork.employee == "+442071230001"
     assert session.region == "GB"
+
+
+def test_a_draining_recorder_answers_options_and_new_invites_503() -> None:
+    core = _core()
+    core.draining = True
+    assert _final(core.receive_datagram(_request("OPTIONS"), SBC, 0.0, WALL)).status_code == 503
+    body, ctype = _siprec_body()
+    invite = _request("INVITE", body=body, content_type=ctype, branch="z9hG4bK7")
+    assert _final(core.receive_datagram(invite, SBC, 0.0, WALL)).status_code == 503
+    assert core._ports.in_use == 0  # noqa: SLF001  # the pool's count is the evidence
