@@ -42,6 +42,8 @@ class Runtime:
     archive: Archive
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]] = field(default_factory=dict)
+    # Figures a service measures itself, published in the `stats` topic (None: unknown, left out).
+    gauges: dict[str, Callable[[], float | None]] = field(default_factory=dict)
 
 
 class Service(Protocol):
