@@ -22,15 +22,20 @@ import httpx
 import pytest
 
 from tapeline.archive.core import Archive
+from tapeline.archive.models import StoredObject
 from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.config import Config, parse_config
+from tapeline.daemon.health import Health
+from tapeline.daemon.jobs import JobsService
+from tapeline.daemon.recorder import Runtime
 from tapeline.proto.sip import SipResponse, parse_datagram
-from tests.conftest import config_dict
+from tests.conftest import config_dict, flip_a_byte
 from tests.integration.mqtt_support import (
     Collector,
     Mosquitto,
     Received,
     RecorderProcess,
+    running_publisher,
     to_toml,
     validate_event,
 )
@@ -39,6 +44,7 @@ from tests.unit.daemon.siprec.test_core import _request, _siprec_body
 pytestmark = pytest.mark.slow
 NO_AUDIO_S = 2.0
 RTP_INTERVAL_S = 0.02
+NOW = datetime(2026, 5, 2, 0, 0, tzinfo=UTC)
 _M_LINE = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
 
 
@@ -211,3 +217,62 @@ async def _lossy_then_clean_calls(sub: Collector, config: Config) -> None:
     await sub.wait_for(lambda _: bool(_alarms(sub, "alarm.cleared", "capture.loss")))
     [cleared] = _alarms(sub, "alarm.cleared", "capture.loss")
     validate_event(cleared.topic, cleared.json())
+
+
+async def test_a_scrub_mismatch_is_published_and_a_clean_cycle_clears_it(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    broker = Mosquitto()
+    broker.start()
+    data = config_dict(tmp_path)
+    data["mqtt"] = {"url": f"mqtt://127.0.0.1:{broker.port}", "stats_interval": 0.5}
+    # a cycle short enough that one tick re-hashes every object
+    data["integrity"] = {"scrub_interval_days": 0.0001}
+    config = parse_config(data, source="test")
+    archive = Archive.open(config)
+    runtime = Runtime(archive=archive, active_calls={})
+    jobs = JobsService(config)
+    try:
+        await jobs.start(runtime)
+        await asyncio.to_thread(_file_calls_into, archive)
+        with archive.index.read() as session:
+            first = min(o.id for o in session.query(StoredObject))
+        path = archive.vault.store.path_of(first)  # type: ignore[attr-defined]  # local store
+        original = path.read_bytes()
+        flip_a_byte(archive, first, request)
+        async with Collector(broker.port) as sub, running_publisher(config, archive):
+            report = await asyncio.to_thread(jobs.tick, NOW, 0.0)
+            assert report.integrity_problems
+            await sub.wait_for(lambda _: bool(_alarms(sub, "alarm.raised", "integrity.object")))
+            [raised] = _alarms(sub, "alarm.raised", "integrity.object")
+            validate_event(raised.topic, raised.json())
+            assert raised.json()["data"]["severity"] == "critical"
+            assert first in raised.json()["data"]["message"]
+            checks = Health(archive).checks(writes=False)
+            assert checks["integrity"][0] == "warn"
+            await sub.wait_for(
+                lambda _: any(m.json().get("alarm_integrity") == 1 for m in sub.on("stats"))
+            )
+
+            path.write_bytes(original)  # restored from a backup
+            report = await asyncio.to_thread(jobs.tick, NOW, 10_000.0)  # next scrub is due
+            assert report.scrubbed > 0
+            assert not report.integrity_problems
+            await sub.wait_for(lambda _: bool(_alarms(sub, "alarm.cleared", "integrity.object")))
+            [cleared] = _alarms(sub, "alarm.cleared", "integrity.object")
+            validate_event(cleared.topic, cleared.json())
+            assert Health(archive).checks(writes=False)["integrity"][0] == "pass"
+            await sub.wait_for(lambda _: sub.on("stats")[-1].json().get("alarm_integrity") == 0)
+    finally:
+        archive.close()
+        broker.cleanup()
+
+
+def _file_calls_into(archive: Archive) -> None:
+    for i in range(2):
+        file_synthetic_call(
+            archive,
+            line="+442071230001",
+            counterparty=f"+4477009001{i:02}",
+            started_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+        )
