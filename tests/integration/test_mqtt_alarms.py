@@ -25,9 +25,12 @@ from tapeline.archive.core import Archive
 from tapeline.archive.models import StoredObject
 from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.config import Config, parse_config
+from tapeline.daemon.alarmwatch import AlarmWatch
 from tapeline.daemon.health import Health
 from tapeline.daemon.jobs import JobsService
-from tapeline.daemon.recorder import Runtime
+from tapeline.daemon.recorder import Recorder, Runtime, Service
+from tapeline.daemon.timesync import ClockReading
+from tapeline.events.publisher import MqttPublisher
 from tapeline.proto.sip import SipResponse, parse_datagram
 from tests.conftest import config_dict, flip_a_byte
 from tests.integration.mqtt_support import (
@@ -276,3 +279,57 @@ def _file_calls_into(archive: Archive) -> None:
             counterparty=f"+4477009001{i:02}",
             started_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
         )
+
+
+async def test_a_two_second_clock_offset_is_published_shown_in_readyz_and_cleared(
+    tmp_path: Path,
+) -> None:
+    broker = Mosquitto()
+    broker.start()
+    data = config_dict(tmp_path)
+    data["mqtt"] = {"url": f"mqtt://127.0.0.1:{broker.port}", "stats_interval": 0.5}
+    data["alarms"] = {"check_interval_s": 0.2, "clock_offset_max_s": 1.0}
+    config = parse_config(data, source="test")
+    offsets: list[float | None] = [2.0]
+
+    def reader() -> ClockReading:
+        return ClockReading(source="test", offset_s=offsets[-1], detail=f"test: {offsets[-1]}")
+
+    services: list[Service] = [AlarmWatch(config, clock_reader=reader), MqttPublisher(config)]
+    recorder = Recorder(config, services=services)
+    url = f"http://{config.node.status_listen}/readyz"
+    try:
+        async with Collector(broker.port) as sub:
+            running = asyncio.create_task(recorder.run())
+            try:
+                await sub.wait_for(lambda _: bool(_alarms(sub, "alarm.raised", "clock.offset")))
+                [raised] = _alarms(sub, "alarm.raised", "clock.offset")
+                validate_event(raised.topic, raised.json())
+                assert raised.json()["data"]["message"].startswith("clock offset +2.000 s exceeds")
+                async with httpx.AsyncClient() as client:
+                    ready = (await client.get(url)).json()
+                assert ready["checks"]["clock"][0]["status"] == "warn"
+                await sub.wait_for(
+                    lambda _: any(m.json().get("clock_offset_s") == 2.0 for m in sub.on("stats"))
+                )
+
+                offsets.append(0.01)
+                await sub.wait_for(lambda _: bool(_alarms(sub, "alarm.cleared", "clock.offset")))
+                [cleared] = _alarms(sub, "alarm.cleared", "clock.offset")
+                validate_event(cleared.topic, cleared.json())
+                async with httpx.AsyncClient() as client:
+                    ready = (await client.get(url)).json()
+                assert ready["checks"]["clock"] == [{"status": "pass", "output": "test: 0.01"}]
+
+                offsets.append(None)  # the source goes away: unknown, no new alarm
+                await sub.wait_for(lambda _: "clock_offset_s" not in sub.on("stats")[-1].json())
+                async with httpx.AsyncClient() as client:
+                    ready = (await client.get(url)).json()
+                assert ready["checks"]["clock"][0]["output"].startswith("offset unknown")
+                assert len(_alarms(sub, "alarm.raised", "clock.offset")) == 1
+            finally:
+                recorder.request_stop()
+                async with asyncio.timeout(30):
+                    await running
+    finally:
+        broker.cleanup()
