@@ -308,7 +308,10 @@ async def test_a_two_second_clock_offset_is_published_shown_in_readyz_and_cleare
                 assert raised.json()["data"]["message"].startswith("clock offset +2.000 s exceeds")
                 async with httpx.AsyncClient() as client:
                     ready = (await client.get(url)).json()
+                    metrics = (await client.get(url.replace("/readyz", "/metrics"))).text
                 assert ready["checks"]["clock"][0]["status"] == "warn"
+                assert "tapeline_clock_offset_seconds 2.0" in metrics
+                assert "tapeline_alarms_active 1.0" in metrics
                 await sub.wait_for(
                     lambda _: any(m.json().get("clock_offset_s") == 2.0 for m in sub.on("stats"))
                 )

@@ -107,7 +107,7 @@ class Recorder:
     def _make_status_server(self, runtime: Runtime) -> EmbeddedServer:
         host, port = self.config.node.status_address
         health = Health(runtime.archive, extra=runtime.health_checks)
-        app = create_status_app(runtime.archive, health, self.active_calls)
+        app = create_status_app(runtime.archive, health, self.active_calls, runtime.gauges)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
