@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tapeline.archive.core import Archive
 from tapeline.archive.models import Alarm
 from tapeline.archive.nodes import node_alarms
+from tapeline.errors import StorageError
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _ORDER = {PASS: 0, WARN: 1, FAIL: 2}
@@ -54,8 +55,8 @@ class Health:
         # integrity alarms get their own check, the component operators look for first.
         try:
             alarms = node_alarms(self.archive)
-        except SQLAlchemyError as exc:
-            unknown = (WARN, f"alarms unreadable: {exc.__class__.__name__}")
+        except StorageError as exc:
+            unknown = (WARN, f"alarms unreadable: {exc}")
             return {"alarms": unknown, "integrity": unknown}
 
         def summary(found: list[Alarm], none: str) -> tuple[str, str]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from tapeline.archive.core import Archive
 from tapeline.archive.nodes import active_alarms
 from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.daemon import health
 from tapeline.daemon.alarmwatch import ALARM_CAPTURE_LOSS, ALARM_CLOCK_OFFSET, AlarmWatch
 from tapeline.daemon.health import Health
 from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.timesync import ClockReading
+from tapeline.errors import StorageError
 from tapeline.events.outbox import pending
 from tapeline.events.stats import PublisherCounters, collect_stats, read_gauges
 
@@ -142,3 +146,18 @@ async def test_an_alarm_left_by_a_previous_run_is_cleared_when_the_condition_is_
     restarted = _watch(archive)  # a new process: its latch knows nothing yet
     await restarted.start(Runtime(archive=archive, active_calls={}))
     assert active_alarms(archive) == []
+
+
+def test_readyz_says_warn_not_crash_when_alarms_cannot_be_read(
+    index_archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_: Archive) -> list[object]:
+        raise StorageError("index read failed: OperationalError: database is locked")
+
+    monkeypatch.setattr(health, "node_alarms", broken)
+    checks = Health(index_archive).checks(writes=False)
+    assert checks["alarms"] == (
+        "warn",
+        "alarms unreadable: index read failed: OperationalError: database is locked",
+    )
+    assert checks["integrity"][0] == "warn"

@@ -32,7 +32,7 @@ from tapeline.daemon.siprec.filing import file_session
 from tapeline.daemon.siprec.noaudio import NoAudioWatch
 from tapeline.daemon.siprec.ports import PortPool
 from tapeline.daemon.siprec.recovery import recover_spool
-from tapeline.errors import TapelineError
+from tapeline.errors import StorageError, TapelineError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
 from tapeline.media.formats import PayloadFormat
@@ -179,8 +179,13 @@ class SiprecService:
     async def _check_audio(self, now: float) -> None:
         """Raise or clear `capture.no_audio` when the silent sessions come or go."""
         flip = self.no_audio.evaluate((live.last_audio for live in self._live.values()), now)
-        if flip is not None and self._archive is not None:
+        if flip is None or self._archive is None:
+            return
+        try:
             await asyncio.to_thread(self.no_audio.apply, self._archive, active=flip)
+        except StorageError:
+            # The latch keeps its old state, so the next second tries again; recording goes on.
+            log.exception("no-audio alarm could not be written")
 
     async def stop(self) -> None:
         """Stop accepting, file every open session as incomplete, wait for filing."""
