@@ -229,11 +229,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Re-hash every object, walk the audit chain."""
-    from tapeline.archive.verify import verify_archive  # noqa: PLC0415
+    from tapeline.archive.verify import alarm_on_report, verify_archive  # noqa: PLC0415
 
     archive = _open_archive(args)
     try:
         report = verify_archive(archive)
+        alarm_on_report(archive, report)
     finally:
         archive.close()
     out = _out()

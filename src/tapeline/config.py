@@ -357,9 +357,15 @@ class IntegrityConfig(_Section):
 
 
 class AlarmsConfig(_Section):
-    """`[alarms]`: thresholds."""
+    """`[alarms]`: thresholds of the recorder's alarms and how often they are checked."""
 
     disk_free_warn_bytes: int = Field(default=5 << 30, ge=0)
+    check_interval_s: float = Field(default=30.0, gt=0)
+    capture_loss_percent: float = Field(default=1.0, ge=0, le=100)
+    capture_loss_window: int = Field(default=20, ge=1)
+    no_audio_seconds: float = Field(default=300.0, gt=0)
+    clock_offset_max_s: float = Field(default=1.0, gt=0)
+    clock_source: Literal["auto", "chronyc", "adjtimex", "none"] = "auto"
 
 
 class Line(_Section):

@@ -13,9 +13,11 @@ import pytest
 import soundfile
 
 from tapeline.archive.core import Archive
+from tapeline.archive.nodes import active_alarms
 from tapeline.archive.objects import LocalObjectStore
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.config import load_config
+from tapeline.events.outbox import pending
 from tests.conftest import REPO, tapeline, write_config_file
 
 SCHEMA = json.loads((REPO / "docs" / "interaction.schema.json").read_text())
@@ -165,6 +167,16 @@ def test_verify_is_clean_then_names_a_flipped_byte(appliance: Path) -> None:
     bad = tapeline("verify", "-c", str(appliance), check=False)
     assert bad.returncode == 1
     assert f"FIRST PROBLEM: object {victim}" in bad.stdout
+    # the failure is an alarm in the node's outbox, for the recorder to publish
+    archive = Archive.open(config, migrate=False)
+    try:
+        [alarm] = active_alarms(archive)
+        with archive.index.read() as session:
+            [event] = [e for e in pending(session, archive.node_id) if e.type == "alarm.raised"]
+    finally:
+        archive.close()
+    assert alarm.code == event.data["code"] == "integrity.verify"
+    assert victim in event.data["message"]
 
 
 def test_verify_names_a_deleted_audit_row(appliance: Path) -> None:

@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,10 +211,24 @@ def recorder(tmp_path: Path) -> Iterator[Recorder]:
     config.write_text(dumps(data))
     proc = _start_recorder(config)
     try:
+        _wait_listening(tcp)
         yield Recorder(config=config, udp=udp, tcp=tcp)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _wait_listening(port: int) -> None:
+    """The status listener answers before every SIP listener is bound: wait for the stream one."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.05)
+        else:
+            return
 
 
 def _sipp(
@@ -605,6 +620,7 @@ def tls_recorder(tmp_path: Path) -> Iterator[TlsRecorder]:
     config.write_text(dumps(data))
     proc = _start_recorder(config)
     try:
+        _wait_listening(port)
         yield TlsRecorder(config, port, pki / "server-ca.pem", clients)
     finally:
         proc.terminate()

@@ -76,6 +76,41 @@ def clear_alarm(archive: Archive, *, code: str) -> bool:
         return True
 
 
+class AlarmLatch:
+    """One alarm code driven by a periodic check: the index is written only when the state flips.
+
+    The first `set` always writes, so an alarm left active by a previous run (a crash, a restart
+    while a call was silent) is cleared when the condition is gone.
+    """
+
+    def __init__(self, code: str, *, severity: str) -> None:
+        self.code = code
+        self.severity = severity
+        self.active: bool | None = None
+
+    def set(self, archive: Archive, *, active: bool, message: str = "") -> bool:
+        """Raise (with `message`) or clear the alarm; True when the state changed (blocking)."""
+        if active == self.active:
+            return False
+        if active:
+            raise_alarm(archive, code=self.code, severity=self.severity, message=message)
+        else:
+            clear_alarm(archive, code=self.code)
+        self.active = active
+        return True
+
+
+def node_alarms(archive: Archive) -> list[Alarm]:
+    """This node's uncleared alarms, oldest first."""
+    with archive.index.read() as session:
+        query = (
+            select(Alarm)
+            .where(Alarm.node_id == archive.node_id, Alarm.cleared_at.is_(None))
+            .order_by(Alarm.raised_at)
+        )
+        return list(session.execute(query).scalars())
+
+
 def active_alarms(archive: Archive) -> list[Alarm]:
     """Every uncleared alarm of every node."""
     with archive.index.read() as session:

@@ -2,7 +2,9 @@
 
 Each tick checks the next slice of objects in id order, sized so that a whole cycle fits the
 interval; a mismatch or a missing object raises an integrity alarm (and its event) at once and is
-audited, and each finished cycle is audited with its counts, so the results are kept.
+audited, and each finished cycle is audited with its counts, so the results are kept. The alarm is
+cleared only by a whole cycle without a problem: a bad object stays bad until it is restored or
+purged, so a clean slice elsewhere proves nothing.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from sqlalchemy import func, select
 from tapeline.archive import audit
 from tapeline.archive.core import Archive
 from tapeline.archive.models import ScrubState, StoredObject
-from tapeline.archive.nodes import raise_alarm
+from tapeline.archive.nodes import clear_alarm, raise_alarm
 from tapeline.archive.records import iso
-from tapeline.archive.verify import object_problem
+from tapeline.archive.verify import SCRUB_ALARM, object_problem
 
 STATE = "objects"
-ALARM = "integrity.object"
+ALARM = SCRUB_ALARM
 SECONDS_PER_DAY = 86400
 ACTOR = audit.Actor.system("scrub")
 
@@ -33,6 +35,7 @@ class ScrubResult:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     cycle_done: bool = False
+    cycle_clean: bool = False
 
 
 def slice_size(total: int, *, tick_s: float, interval_days: float) -> int:
@@ -86,6 +89,7 @@ def scrub_slice(archive: Archive, *, now: datetime, limit: int | None = None) ->
                 details={"problems": result.problems},
             )
         if result.cycle_done:
+            result.cycle_clean = state.problems == 0
             audit.append(
                 session,
                 node_id=archive.node_id,
@@ -104,6 +108,8 @@ def scrub_slice(archive: Archive, *, now: datetime, limit: int | None = None) ->
             state.cycle_started_at = now
             state.checked = 0
             state.problems = 0
+    if result.cycle_clean:
+        clear_alarm(archive, code=ALARM)
     if result.problems:
         raise_alarm(
             archive,

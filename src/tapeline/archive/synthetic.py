@@ -53,9 +53,16 @@ def file_synthetic_call(  # noqa: PLR0913  # the facts a test wants to choose
     direction: str = "inbound",
     tags: list[str] | None = None,
     retention_class: str | None = None,
+    source_path: str = "synthetic",
+    quality: dict[str, int] | None = None,
 ) -> str:
-    """File a two-party call with a tone per channel; returns the interaction id."""
+    """File a two-party call with a tone per channel; returns the interaction id.
+
+    `source_path` and `quality` (each stream's figures, e.g. `expected` and `lost` packets) let a
+    test stand in for a captured call, as the capture-loss alarm reads them.
+    """
     frames = tone_stereo(seconds)
+    figures = quality or {"lost": 0}
     return Filer(archive, component="synthetic").file(
         NewInteraction(
             channel="voice",
@@ -63,7 +70,7 @@ def file_synthetic_call(  # noqa: PLR0913  # the facts a test wants to choose
             direction=direction,
             started_at=started_at,
             ended_at=started_at + timedelta(seconds=seconds),
-            source_path="synthetic",
+            source_path=source_path,
             line_number=line,
             counterparty=counterparty,
             participants=[
@@ -71,8 +78,8 @@ def file_synthetic_call(  # noqa: PLR0913  # the facts a test wants to choose
                 PartyIn(role="counterparty", identifier=counterparty),
             ],
             streams=[
-                StreamIn(label="1", codec="PCMU", channel=0, quality={"lost": 0}),
-                StreamIn(label="2", codec="PCMU", channel=1, quality={"lost": 0}),
+                StreamIn(label="1", codec="PCMU", channel=0, quality=dict(figures)),
+                StreamIn(label="2", codec="PCMU", channel=1, quality=dict(figures)),
             ],
             recording=RecordingIn(
                 data=flac_bytes(frames),

@@ -15,8 +15,12 @@ from tapeline.archive.checkpoints import checkpoint_problems
 from tapeline.archive.core import Archive
 from tapeline.archive.crypto import public_key_text
 from tapeline.archive.models import AuditEntry, DestructionCertificate, StoredObject
+from tapeline.archive.nodes import clear_alarm, raise_alarm
 from tapeline.archive.signing import canonical_json, verify
 from tapeline.errors import IntegrityError, NotFound
+
+VERIFY_ALARM = "integrity.verify"
+SCRUB_ALARM = "integrity.object"  # raised by archive.scrub, which imports this module
 
 
 @dataclass(slots=True)
@@ -64,6 +68,22 @@ def verify_archive(archive: Archive) -> VerifyReport:
         if oid not in known
     )
     return report
+
+
+def alarm_on_report(archive: Archive, report: VerifyReport) -> bool:
+    """Raise `integrity.verify` for a failed verify, clear it for a clean one; True if raised.
+
+    The alarm goes through the outbox of this node like any other, so the recorder publishes it
+    even when `tapeline verify` ran from the CLI. A clean full verify also clears the scrub's
+    `integrity.object`: it has just re-hashed every object the scrub would have.
+    """
+    if report.ok:
+        clear_alarm(archive, code=VERIFY_ALARM)
+        clear_alarm(archive, code=SCRUB_ALARM)
+        return False
+    more = len(report.problems) - 1
+    message = f"verify: {report.problems[0]}" + (f" (and {more} more)" if more else "")
+    return raise_alarm(archive, code=VERIFY_ALARM, severity="critical", message=message)
 
 
 def object_problem(archive: Archive, obj: StoredObject) -> str | None:

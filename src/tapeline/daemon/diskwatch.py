@@ -22,7 +22,11 @@ from tapeline.daemon.recorder import Runtime
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 30.0
 # (percent used, severity), highest first: only the highest crossed level is active at a time.
-LEVELS: tuple[tuple[int, str], ...] = ((95, "critical"), (90, "major"), (80, "minor"))
+LEVELS: tuple[tuple[int, str], ...] = (
+    (95, "critical"),
+    (90, "major"),
+    (80, "warning"),
+)  # the event schema has no "minor"
 Usage = Callable[[Path], tuple[int, int]]  # (total bytes, used bytes)
 
 

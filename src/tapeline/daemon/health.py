@@ -13,6 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tapeline.archive.core import Archive
+from tapeline.archive.models import Alarm
+from tapeline.archive.nodes import node_alarms
+from tapeline.errors import StorageError
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _ORDER = {PASS: 0, WARN: 1, FAIL: 2}
@@ -47,10 +50,30 @@ class Health:
             return FAIL, f"index unreachable: {exc.__class__.__name__}"
         return PASS, "reachable"
 
+    def _alarms(self) -> dict[str, tuple[str, str]]:
+        # Every active alarm of this node makes the node `warn` (it still records), and the
+        # integrity alarms get their own check, the component operators look for first.
+        try:
+            alarms = node_alarms(self.archive)
+        except StorageError as exc:
+            unknown = (WARN, f"alarms unreadable: {exc}")
+            return {"alarms": unknown, "integrity": unknown}
+
+        def summary(found: list[Alarm], none: str) -> tuple[str, str]:
+            if not found:
+                return PASS, none
+            return WARN, "; ".join(f"{a.code} ({a.severity}): {a.message}" for a in found)
+
+        integrity = [a for a in alarms if a.code.startswith("integrity.")]
+        return {
+            "alarms": summary(alarms, "none active"),
+            "integrity": summary(integrity, "no integrity alarm active"),
+        }
+
     def checks(self, *, writes: bool) -> dict[str, tuple[str, str]]:
         """Run every check; `writes` adds the folders this process writes to."""
         cfg = self.archive.config.storage
-        results = {"database": self._database()}
+        results = {"database": self._database(), **self._alarms()}
         if writes:
             results["storage"] = self._folder(cfg.path, cfg.min_free_bytes)
             results["spool"] = self._folder(cfg.spool, cfg.min_free_bytes)

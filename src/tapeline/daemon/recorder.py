@@ -42,6 +42,8 @@ class Runtime:
     archive: Archive
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]] = field(default_factory=dict)
+    # Figures a service measures itself, published in the `stats` topic (None: unknown, left out).
+    gauges: dict[str, Callable[[], float | None]] = field(default_factory=dict)
 
 
 class Service(Protocol):
@@ -105,7 +107,7 @@ class Recorder:
     def _make_status_server(self, runtime: Runtime) -> EmbeddedServer:
         host, port = self.config.node.status_address
         health = Health(runtime.archive, extra=runtime.health_checks)
-        app = create_status_app(runtime.archive, health, self.active_calls)
+        app = create_status_app(runtime.archive, health, self.active_calls, runtime.gauges)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )

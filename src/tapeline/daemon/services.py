@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tapeline.config import Config
+from tapeline.daemon.alarmwatch import AlarmWatch
 from tapeline.daemon.diskwatch import DiskWatch
 from tapeline.daemon.jobs import JobsService
 from tapeline.daemon.recorder import Service
@@ -11,7 +12,7 @@ from tapeline.events.publisher import MqttPublisher
 
 def build_services(config: Config) -> list[Service]:
     """The recorder's services for this config (each is started before READY=1)."""
-    services: list[Service] = [DiskWatch(config)]
+    services: list[Service] = [DiskWatch(config), AlarmWatch(config)]
     if config.siprec.listen:
         from tapeline.daemon.siprec.service import SiprecService  # noqa: PLC0415  # optional
 

@@ -36,7 +36,7 @@ from tapeline.errors import ConfigError, PublishError, StorageError
 from tapeline.events.backlog import Dropped, backlog, enforce_bounds, mark_sent
 from tapeline.events.envelope import SCHEMA, EventType
 from tapeline.events.outbox import as_envelope, pending
-from tapeline.events.stats import Number, PublisherCounters, collect_stats
+from tapeline.events.stats import Number, PublisherCounters, collect_stats, read_gauges
 from tapeline.events.topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class PublisherRuntime(Protocol):
     archive: Archive
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]]
+    gauges: dict[str, Callable[[], float | None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,6 +427,7 @@ class MqttPublisher:
             runtime.archive,
             active_calls=sum(runtime.active_calls.values()),
             counters=self.counters,
+            gauges=read_gauges(runtime.gauges),
         )
 
     async def _publish_stats(self) -> None:

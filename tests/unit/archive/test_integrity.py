@@ -16,7 +16,8 @@ from tapeline.archive.models import AuditCheckpoint, AuditEntry, AuditHead, Stor
 from tapeline.archive.nodes import active_alarms
 from tapeline.archive.scrub import ALARM, scrub_slice, slice_size
 from tapeline.archive.synthetic import file_synthetic_call
-from tapeline.archive.verify import verify_archive
+from tapeline.archive.verify import VERIFY_ALARM, alarm_on_report, verify_archive
+from tapeline.events.outbox import pending
 from tests.conftest import flip_a_byte
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -110,3 +111,51 @@ def test_a_cut_chain_is_caught_by_checkpoints_in_the_index_and_off_the_box(
     assert any("line 2: missing from the index" in p for p in problems), problems
     assert any("covered by checkpoint in" in p for p in problems), problems
     assert json.loads(target.read_text().splitlines()[1])["seq_to"] == second["seq_to"]
+
+
+def test_scrub_alarm_clears_only_after_a_whole_clean_cycle(
+    index_archive: Archive, request: pytest.FixtureRequest
+) -> None:
+    archive = index_archive
+    _calls(archive, 2)
+    with archive.index.read() as session:
+        objects = sorted(o.id for o in session.query(StoredObject))
+    path = archive.vault.store.path_of(objects[0])  # type: ignore[attr-defined]  # local store
+    original = path.read_bytes()
+    flip_a_byte(archive, objects[0], request)
+    assert scrub_slice(archive, now=NOW, limit=100).problems
+    assert [a.code for a in active_alarms(archive)] == [ALARM]
+    path.write_bytes(original)  # restored from a backup
+    first = scrub_slice(archive, now=NOW, limit=1)  # a clean slice is not a clean cycle
+    assert not first.problems
+    assert not first.cycle_done
+    assert [a.code for a in active_alarms(archive)] == [ALARM]
+    while not scrub_slice(archive, now=NOW, limit=1).cycle_done:
+        pass
+    assert active_alarms(archive) == []
+    with archive.index.read() as session:
+        rows = pending(session, archive.node_id, limit=1000)
+        events = [(e.type, e.data["code"]) for e in rows if e.type.startswith("alarm.")]
+    assert events == [("alarm.raised", ALARM), ("alarm.cleared", ALARM)]
+
+
+def test_verify_raises_integrity_verify_and_a_clean_verify_clears_both(
+    index_archive: Archive, request: pytest.FixtureRequest
+) -> None:
+    archive = index_archive
+    _calls(archive, 1)
+    with archive.index.read() as session:
+        first = min(o.id for o in session.query(StoredObject))
+    path = archive.vault.store.path_of(first)  # type: ignore[attr-defined]  # local store
+    original = path.read_bytes()
+    flip_a_byte(archive, first, request)
+    scrub_slice(archive, now=NOW, limit=100)
+    report = verify_archive(archive)
+    assert alarm_on_report(archive, report) is True
+    alarms = {a.code: a for a in active_alarms(archive)}
+    assert set(alarms) == {ALARM, VERIFY_ALARM}
+    assert alarms[VERIFY_ALARM].severity == "critical"
+    assert first in alarms[VERIFY_ALARM].message
+    path.write_bytes(original)
+    assert alarm_on_report(archive, verify_archive(archive)) is False
+    assert active_alarms(archive) == []

@@ -71,13 +71,14 @@ def test_build_services_adds_the_publisher_only_with_a_url(tmp_path: Path) -> No
     data = config_dict(tmp_path)
     assert [s.name for s in build_services(parse_config(data, source="t"))] == [
         "diskwatch",
+        "alarmwatch",
         "siprec",
         "jobs",
     ]
     data["mqtt"] = {"url": "mqtt://127.0.0.1:1883"}
     services = build_services(parse_config(data, source="t"))
-    assert [s.name for s in services] == ["diskwatch", "siprec", "mqtt", "jobs"]
-    assert isinstance(services[2], MqttPublisher)
+    assert [s.name for s in services] == ["diskwatch", "alarmwatch", "siprec", "mqtt", "jobs"]
+    assert isinstance(services[3], MqttPublisher)
 
 
 def test_bounds_drop_the_oldest_rows_past_max_rows(archive: Archive) -> None:

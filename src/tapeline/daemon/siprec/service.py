@@ -39,6 +39,7 @@ from tapeline.daemon.siprec.core import (
     bad_request,
 )
 from tapeline.daemon.siprec.filing import file_session
+from tapeline.daemon.siprec.noaudio import NoAudioWatch
 from tapeline.daemon.siprec.ports import PortPool
 from tapeline.daemon.siprec.recovery import recover_spool
 from tapeline.errors import StorageError, TapelineError
@@ -47,8 +48,9 @@ from tapeline.events.outbox import emit
 from tapeline.media.formats import PayloadFormat
 from tapeline.media.session import MediaResult, MediaSession, MediaStream
 from tapeline.media.srtp import CryptoSuite, SrtpReceiver
-from tapeline.proto.errors import SipParseError
+from tapeline.proto.errors import RtpParseError, SipParseError
 from tapeline.proto.net import PcapngWriter, build_udp_frame
+from tapeline.proto.rtp import is_rtcp
 from tapeline.proto.sip import CONNECTION_CLOSED, NEED_DATA, SipFramer, SipRequest
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class _Live:
     session: CallSession
     journal: JournalWriter
     media: MediaSession
+    # Loop time of the last RTP packet (RTCP alone is not audio), or of the session's start.
+    last_audio: float
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     sockets: list[tuple[socket.socket, MediaStream, int]] = field(default_factory=list)
     binding: list[asyncio.Future[tuple[asyncio.DatagramTransport, _RtpProtocol]]] = field(
@@ -107,6 +111,7 @@ class SiprecService:
         self._pcap = PcapngWriter()
         self._filing: set[asyncio.Future[Any]] = set()
         self._syncing: asyncio.Future[list[Path]] | None = None
+        self.no_audio = NoAudioWatch(limit_s=config.alarms.no_audio_seconds)
         host = config.siprec.media_address or self._first_host()
         self._media_address = host
         self._sip_port = (
@@ -127,6 +132,8 @@ class SiprecService:
         self._archive = runtime.archive
         self._active = runtime.active_calls
         self._active.setdefault("siprec", 0)
+        runtime.health_checks["no_audio"] = self.no_audio.health
+        runtime.gauges["calls_without_audio"] = lambda: self.no_audio.silent
         config = self._config
         region = config.node.default_region
         low, high = config.siprec.rtp_port_range
@@ -184,6 +191,20 @@ class SiprecService:
             if now - last_flush >= FLUSH_INTERVAL_S:
                 last_flush = now
                 self._flush_journals()
+                await self._check_audio(now)
+
+    async def _check_audio(self, now: float) -> None:
+        """Raise or clear `capture.no_audio` when the silent sessions come or go."""
+        # A paused session is silent on purpose (the SRC paused it, siprec.md §5.2): not an alarm.
+        heard = (now if live.session.paused else live.last_audio for live in self._live.values())
+        flip = self.no_audio.evaluate(heard, now)
+        if flip is None or self._archive is None:
+            return
+        try:
+            await asyncio.to_thread(self.no_audio.apply, self._archive, active=flip)
+        except StorageError:
+            # The latch keeps its old state, so the next second tries again; recording goes on.
+            log.exception("no-audio alarm could not be written")
 
     async def stop(self) -> None:
         """Stop accepting, file every open session as incomplete, wait for filing."""
@@ -199,6 +220,7 @@ class SiprecService:
             self._apply(self._core.end_all(loop.time(), "shutdown"), None)
         if self._filing:
             await asyncio.gather(*self._filing, return_exceptions=True)
+        await self._check_audio(asyncio.get_running_loop().time())  # every call has ended
         for server in self._servers:
             await server.wait_closed()
         await asyncio.sleep(0)  # let the transports' close callbacks run before the loop ends
@@ -373,7 +395,8 @@ class SiprecService:
         )
         journal.flush()
         media = MediaSession(start=session.started)
-        live = _Live(session=session, journal=journal, media=media)
+        loop = asyncio.get_running_loop()
+        live = _Live(session=session, journal=journal, media=media, last_audio=loop.time())
         for index in range(len(session.codecs)):
             self._add_stream(live, index)
         self._live[session.call_id] = live
@@ -473,7 +496,13 @@ class SiprecService:
         """One media datagram: journal first, then decode."""
         frame = build_udp_frame(str(addr[0]), self._media_address, int(addr[1]), port, data)
         live.journal.append(self._pcap.packet(time.time_ns(), frame))
-        stream.receive_datagram(data, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        try:
+            if not is_rtcp(data):
+                live.last_audio = now
+        except RtpParseError:
+            pass  # not media at all: the stream counts it as malformed
+        stream.receive_datagram(data, now)
 
     def _close(self, session: CallSession) -> None:
         live = self._live.pop(session.call_id, None)
