@@ -24,7 +24,7 @@ from typing import Any
 
 from tapeline.archive.core import Archive
 from tapeline.archive.journal import JournalWriter
-from tapeline.archive.nodes import raise_alarm
+from tapeline.archive.nodes import clear_alarm, raise_alarm
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
@@ -111,6 +111,8 @@ class SiprecService:
         self._pcap = PcapngWriter()
         self._filing: set[asyncio.Future[Any]] = set()
         self._syncing: asyncio.Future[list[Path]] | None = None
+        # None: not known yet, so the first accepted call also clears an alarm a past run left.
+        self._storage_full: bool | None = None
         self.no_audio = NoAudioWatch(limit_s=config.alarms.no_audio_seconds)
         host = config.siprec.media_address or self._first_host()
         self._media_address = host
@@ -293,20 +295,31 @@ class SiprecService:
     # --- adapters ------------------------------------------------------------------------
 
     def _refusal(self) -> str | None:
+        """Refuse new calls while the spool or archive is below `storage.min_free_bytes`.
+
+        Raises `storage.full` once and clears it at the first call accepted after space came
+        back; nothing is ever deleted to make room.
+        """
         storage = self._config.storage
         for path in (storage.spool, storage.path):
             probe = path
             while not probe.exists() and probe != probe.parent:
                 probe = probe.parent
             if shutil.disk_usage(probe).free < storage.min_free_bytes:
-                if self._archive is not None:
-                    raise_alarm(
-                        self._archive,
-                        code="storage.full",
-                        severity="critical",
-                        message=f"{path} is below storage.min_free_bytes: new calls refused",
+                if self._archive is not None and self._storage_full is not True:
+                    self._storage_full = (
+                        raise_alarm(
+                            self._archive,
+                            code="storage.full",
+                            severity="critical",
+                            message=f"{path} is below storage.min_free_bytes: new calls refused",
+                        )
+                        or True
                     )
                 return "Storage full"
+        if self._storage_full is not False and self._archive is not None:
+            clear_alarm(self._archive, code="storage.full")
+            self._storage_full = False
         return None
 
     def sip_datagram(self, proto: _SipUdp, data: bytes, peer: tuple[str, int]) -> None:
