@@ -22,6 +22,7 @@ from tapeline.archive.holds import held_ids
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import Interaction, PurgeBatch, PurgeItem, utcnow
 from tapeline.archive.records import iso
+from tapeline.archive.trustedclock import purge_suspended
 from tapeline.errors import AccessDenied, NotFound, TapelineError
 
 PROPOSED = "proposed"
@@ -63,7 +64,13 @@ def dry_run(
     """What a purge would take now (the batch `propose_batch` would create); audited."""
     moment = now or utcnow()
     with archive.index.write() as session:
-        rows = expired_candidates(session, now=moment, region=archive.config.node.default_region)
+        # While a clock jump suspends purging a real run deletes nothing, so neither does this.
+        suspended = purge_suspended(session, archive.node_id)
+        rows = (
+            []
+            if suspended
+            else expired_candidates(session, now=moment, region=archive.config.node.default_region)
+        )
         audit.append(
             session,
             node_id=archive.node_id,
@@ -71,7 +78,7 @@ def dry_run(
             action="purge.dry_run",
             object_type="purge",
             object_id=None,
-            details={"now": iso(moment), "records": len(rows)},
+            details={"now": iso(moment), "records": len(rows), "clock_suspended": suspended},
         )
         return [_item(r) for r in rows]
 
@@ -83,11 +90,16 @@ def propose_batch(
 
     Raises:
         AccessDenied: not a records manager.
-        TapelineError: nothing is expired and unheld.
+        TapelineError: nothing is expired and unheld, or a clock jump suspends purging.
     """
     require(actor, Action.RETENTION)
     moment = now or utcnow()
     with archive.index.write() as session:
+        if purge_suspended(session, archive.node_id):
+            raise TapelineError(
+                "purging is suspended after a clock jump; confirm the time first "
+                "(tapeline clock confirm)"
+            )
         rows = expired_candidates(session, now=moment, region=archive.config.node.default_region)
         if not rows:
             raise TapelineError("nothing to purge: no expired, unheld record")

@@ -2,7 +2,9 @@
 
 Each tick runs in a worker thread (hashing and deleting block) under a lease row, so several
 recorders never run the same job twice. The clock guard is fed the wall clock and the monotonic
-clock on every tick; a forward jump suspends purging and raises an alarm.
+clock on every tick; a forward jump suspends purging and raises an alarm, and the suspension
+(the open alarm in the index, so a restart does not lift it) lasts until a person confirms the
+time (`archive.trustedclock`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import raise_alarm, take_lease
 from tapeline.archive.policies import seed
 from tapeline.archive.scrub import scrub_slice
+from tapeline.archive.trustedclock import CLOCK_ALARM, is_suspended
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.errors import StorageError
@@ -88,14 +91,20 @@ class JobsService:
         if archive is None:
             raise StorageError("jobs service not started")
         report = TickReport()
+        if not self.guard.trusted and not is_suspended(archive):
+            # Someone confirmed the time (`tapeline clock confirm`): trust it from here on.
+            self.guard.reset()
         if not self.guard.observe(wall, monotonic):
             report.purge_suspended = True
             raise_alarm(
                 archive,
-                code="clock.jump",
+                code=CLOCK_ALARM,
                 severity="critical",
                 message=f"wall clock jumped {self.guard.tripped_by:.0f} s ahead; purge suspended",
             )
+        elif is_suspended(archive):
+            # A jump seen before a restart stays in force until a person confirms the time.
+            report.purge_suspended = True
         elif take_lease(archive, "purge", seconds=LEASE_S):
             report.certificates = execute_due(archive, now=wall)
         integrity = self._config.integrity

@@ -1,0 +1,146 @@
+"""A review flag blocks disposition until resolved, and the resolution is itself a record."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tapeline.archive.audit import Actor
+from tapeline.archive.core import Archive
+from tapeline.archive.disposal import execute_due
+from tapeline.archive.models import AuditEntry, Interaction, StoredObject
+from tapeline.archive.purge import approve_batch, dry_run, propose_batch
+from tapeline.archive.reading import show
+from tapeline.archive.review import KIND, flag_for_review, resolve_review
+from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.archive.users import add_user
+from tapeline.archive.verify import verify_archive
+from tapeline.errors import AccessDenied, NotFound, TapelineError
+
+OLD = datetime(2015, 1, 5, 9, 0, tzinfo=UTC)  # finra-4511: expired in 2021
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+RITA = Actor(name="rita", roles=("reviewer",))
+SAM = Actor(name="sam", roles=("supervisor",), teams=("equities",))
+AUD = Actor(name="aud", roles=("auditor",))
+RMO = Actor(name="rmo", roles=("records-manager",))
+REX = Actor(name="rex", roles=("records-manager",))
+PARTY = "+447700900123"
+
+
+def _call(archive: Archive, party: str = PARTY) -> str:
+    return file_synthetic_call(archive, line="+442071230001", counterparty=party, started_at=OLD)
+
+
+def _managers(archive: Archive) -> None:
+    for name in ("rmo", "rex"):
+        add_user(
+            archive, name=name, roles=["records-manager"], teams=[],
+            password="a long enough password 1", by=Actor.system("test"),
+        )  # fmt: skip
+
+
+def test_a_flag_blocks_disposition_until_resolved_by_a_filed_record(
+    index_archive: Archive,
+) -> None:
+    flagged, other = _call(index_archive), _call(index_archive, "+447700900999")
+    info = flag_for_review(index_archive, RITA, flagged, reason="possible front-running")
+    assert info["review_flag"] == "rita: possible front-running"
+    assert [i["id"] for i in dry_run(index_archive, RMO, now=NOW)] == [other]
+
+    result = resolve_review(
+        index_archive, RITA, flagged, action="no-further-action", comment="order was unsolicited"
+    )
+    res_id = result["resolution"]
+    with index_archive.index.read() as session:
+        assert session.get_one(Interaction, flagged).review_flag is None
+        res = session.get_one(Interaction, res_id)
+        assert res.kind == KIND
+        assert res.details["review_resolution"]["resolves"] == flagged
+        assert res.counterparty_identifier == f"e164:{PARTY}"
+        assert res.retention_class == "finra-4511"
+        assert res.retain_until > NOW  # the evidence of review outlives the record it reviews
+        history = session.get_one(Interaction, flagged).details["review"]
+        assert history[-1]["resolution"] == res_id
+        kinds = set(
+            session.execute(
+                select(StoredObject.kind).where(StoredObject.interaction_id == res_id)
+            ).scalars()
+        )
+        assert kinds == {KIND, "manifest"}
+        actions = [
+            (e.action, e.actor)
+            for e in session.execute(
+                select(AuditEntry).where(AuditEntry.object_id.in_([flagged, res_id]))
+            ).scalars()
+        ]
+    assert ("review.flagged", "rita") in actions
+    assert ("review.resolved", "rita") in actions
+    assert ("record.filed", "system:review") in actions
+    record, _ = show(index_archive, RITA, res_id)
+    assert record["kind"] == KIND
+    assert sorted(i["id"] for i in dry_run(index_archive, RMO, now=NOW)) == sorted([flagged, other])
+    assert verify_archive(index_archive).ok
+
+
+def test_a_record_flagged_after_its_batch_was_proposed_is_refused_at_execution(
+    index_archive: Archive,
+) -> None:
+    _managers(index_archive)
+    rid = _call(index_archive)
+    batch = propose_batch(index_archive, RMO, now=NOW)
+    approve_batch(index_archive, REX, batch["id"], now=NOW)
+    flag_for_review(index_archive, RITA, rid, reason="complaint received")
+    execute_due(index_archive, now=NOW + timedelta(days=15))
+    with index_archive.index.read() as session:
+        assert session.get_one(Interaction, rid).purged_at is None
+        refused = session.execute(
+            select(AuditEntry).where(
+                AuditEntry.action == "purge.refused", AuditEntry.object_id == rid
+            )
+        ).scalar_one()
+    assert refused.details["reason"] == "open review flag"
+
+
+def test_who_may_flag_and_resolve(index_archive: Archive) -> None:
+    rid = _call(index_archive)
+    with pytest.raises(AccessDenied):
+        flag_for_review(index_archive, AUD, rid, reason="x")
+    with pytest.raises(NotFound):  # a supervisor of another team sees nothing
+        flag_for_review(index_archive, SAM, rid, reason="x")
+    with pytest.raises(TapelineError, match="no open review flag"):
+        resolve_review(index_archive, RITA, rid, action="closed", comment="x")
+    flag_for_review(index_archive, RITA, rid, reason="check")
+    with pytest.raises(TapelineError, match="already flagged"):
+        flag_for_review(index_archive, RITA, rid, reason="again")
+    with pytest.raises(TapelineError, match="action and a comment"):
+        resolve_review(index_archive, RITA, rid, action="closed", comment=" ")
+    with index_archive.index.read() as session:
+        assert session.get_one(Interaction, rid).review_flag is not None
+        assert session.execute(select(Interaction).where(Interaction.kind == KIND)).first() is None
+
+
+def test_the_resolution_body_names_reviewer_item_date_action_and_comment(
+    index_archive: Archive,
+) -> None:
+    rid = _call(index_archive)
+    flag_for_review(index_archive, RITA, rid, reason="check")
+    res_id = resolve_review(index_archive, RITA, rid, action="escalated", comment="to CCO")[
+        "resolution"
+    ]
+    with index_archive.index.read() as session:
+        obj = session.execute(
+            select(StoredObject).where(
+                StoredObject.interaction_id == res_id, StoredObject.kind == KIND
+            )
+        ).scalar_one()
+        assert obj.wrapped_key is not None
+        data = index_archive.vault.load(obj.id, obj.wrapped_key, obj.sha256)
+    body = json.loads(data)
+    assert body["reviewer"] == "rita"
+    assert body["resolves"] == rid
+    assert body["action"] == "escalated"
+    assert body["comment"] == "to CCO"
+    assert body["resolved_at"].endswith("Z")
