@@ -342,8 +342,17 @@ class IntegrityConfig(_Section):
     @field_validator("checkpoint_target")
     @classmethod
     def _check_target(cls, value: str) -> str:
-        if value and value != "syslog" and not value.startswith("file:/"):
-            raise ValueError('expected "", "syslog" or "file:/ABSOLUTE/PATH"')
+        expected = 'expected "", "syslog", "syslog://HOST[:PORT]" (UDP) or "file:/ABSOLUTE/PATH"'
+        if value.startswith("syslog://"):
+            try:
+                parts = urlsplit(value)
+                port = parts.port
+            except ValueError as exc:
+                raise ValueError(f"{expected}: {exc}") from exc
+            if not parts.hostname or parts.path or port == 0:
+                raise ValueError(expected)
+        elif value and value != "syslog" and not value.startswith("file:/"):
+            raise ValueError(expected)
         return value
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tapeline.archive.core import Archive
-from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.nodes import raise_alarm
+from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.trustedclock import CLOCK_ALARM
 from tapeline.config import load_config
 from tests.conftest import tapeline, write_config_file
