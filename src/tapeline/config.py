@@ -330,6 +330,16 @@ class RetentionConfig(_Section):
     classes: list[RetentionClassConfig] = Field(default_factory=list)
     policies: list[RetentionPolicyConfig] = Field(default_factory=list)
 
+    @field_validator("fiscal_year_end")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        month, day = (int(part) for part in value.split("-"))
+        try:
+            date(2024, month, day)  # a leap year: "02-29" is a real year end (28 Feb otherwise)
+        except ValueError as exc:
+            raise ValueError(f"{value} is not a day of the year (MM-DD)") from exc
+        return value
+
 
 class IntegrityConfig(_Section):
     """`[integrity]`: the background scrub and the signed audit checkpoints."""

@@ -39,6 +39,8 @@ from tapeline.archive.retention import (
     RecordFacts,
     RetentionClass,
     RetentionDecision,
+    add_years,
+    calendar_years,
     classes_from,
     decide,
     load_templates,
@@ -201,7 +203,9 @@ def extend_at_filing(session: Session, archive: Archive, row: Interaction) -> No
 def _extended_until(ext: RetentionExtension, started_at: datetime) -> datetime:
     if ext.retain_until is not None:
         return ext.retain_until
-    return started_at + timedelta(days=ext.minimum_days or 0)
+    until = started_at + timedelta(days=ext.minimum_days or 0)
+    years = calendar_years(ext.minimum_days or 0)  # "7 years" means calendar years
+    return max(until, add_years(started_at, years)) if years else until
 
 
 # --- proposals --------------------------------------------------------------------------------
