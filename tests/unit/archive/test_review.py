@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import jsonschema
 import pytest
 from sqlalchemy import select
 
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
+from tapeline.archive.crypto import public_key_text
 from tapeline.archive.disposal import execute_due
+from tapeline.archive.export import export_records
+from tapeline.archive.exportcheck import verify_export
 from tapeline.archive.models import AuditEntry, Interaction, StoredObject
 from tapeline.archive.purge import approve_batch, dry_run, propose_batch
 from tapeline.archive.reading import show
+from tapeline.archive.records import Filters
 from tapeline.archive.review import KIND, flag_for_review, resolve_review
 from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.users import add_user
@@ -28,6 +35,10 @@ AUD = Actor(name="aud", roles=("auditor",))
 RMO = Actor(name="rmo", roles=("records-manager",))
 REX = Actor(name="rex", roles=("records-manager",))
 PARTY = "+447700900123"
+EVE = Actor(name="eve", roles=("export-officer",))
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[3] / "docs" / "interaction.schema.json").read_text()
+)
 
 
 def _call(archive: Archive, party: str = PARTY) -> str:
@@ -144,3 +155,22 @@ def test_the_resolution_body_names_reviewer_item_date_action_and_comment(
     assert body["action"] == "escalated"
     assert body["comment"] == "to CCO"
     assert body["resolved_at"].endswith("Z")
+
+
+def test_the_resolution_fits_the_record_schema_and_travels_in_a_party_export(
+    index_archive: Archive, tmp_path: Path
+) -> None:
+    rid = _call(index_archive)
+    flag_for_review(index_archive, RITA, rid, reason="check")
+    res_id = resolve_review(index_archive, RITA, rid, action="closed", comment="fine")["resolution"]
+    record, _ = show(index_archive, RITA, res_id)
+    jsonschema.validate(record, SCHEMA)
+    assert record["counterparty"]["identifier"] == PARTY
+    path = tmp_path / "sar.zip"
+    with path.open("wb") as handle:
+        export_records(index_archive, EVE, Filters(party=PARTY, region="GB"), handle, purpose="SAR")
+    report = verify_export(path, expected_key=public_key_text(index_archive.signing_key))
+    assert report.ok, report.problems
+    with zipfile.ZipFile(path) as bundle:
+        ids = {r["id"] for r in json.loads(bundle.read("metadata.json"))}
+    assert ids == {rid, res_id}
