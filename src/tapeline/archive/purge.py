@@ -9,6 +9,7 @@ executes it (`archive.disposal`), re-checking everything first.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,19 +33,35 @@ EXECUTED = "executed"
 
 def expired_candidates(session: Session, *, now: datetime, region: str) -> list[Interaction]:
     """Records a purge may take at `now`: expired, unheld, not under review, not purged."""
+    return _selection(session, now=now, region=region).candidates
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """The candidates, and the expired records kept back (audited, so no skip is silent)."""
+
+    candidates: list[Interaction]
+    held: list[str]
+    flagged: list[str]
+
+    def audit_details(self) -> dict[str, list[str]]:
+        return {"held_kept": self.held, "flagged_kept": self.flagged}
+
+
+def _selection(session: Session, *, now: datetime, region: str) -> _Selection:
     rows = list(
         session.execute(
             select(Interaction)
-            .where(
-                Interaction.retain_until < now,
-                Interaction.purged_at.is_(None),
-                Interaction.review_flag.is_(None),
-            )
+            .where(Interaction.retain_until < now, Interaction.purged_at.is_(None))
             .order_by(Interaction.started_at, Interaction.id)
         ).scalars()
     )
+    flagged = [r.id for r in rows if r.review_flag is not None]
+    rows = [r for r in rows if r.review_flag is None]
     held = held_ids(session, [r.id for r in rows], region=region)
-    return [r for r in rows if r.id not in held]
+    return _Selection(
+        candidates=[r for r in rows if r.id not in held], held=sorted(held), flagged=flagged
+    )
 
 
 def _item(row: Interaction) -> dict[str, Any]:
@@ -66,11 +83,8 @@ def dry_run(
     with archive.index.write() as session:
         # While a clock jump suspends purging a real run deletes nothing, so neither does this.
         suspended = purge_suspended(session, archive.node_id)
-        rows = (
-            []
-            if suspended
-            else expired_candidates(session, now=moment, region=archive.config.node.default_region)
-        )
+        chosen = _selection(session, now=moment, region=archive.config.node.default_region)
+        rows = [] if suspended else chosen.candidates
         audit.append(
             session,
             node_id=archive.node_id,
@@ -78,7 +92,12 @@ def dry_run(
             action="purge.dry_run",
             object_type="purge",
             object_id=None,
-            details={"now": iso(moment), "records": len(rows), "clock_suspended": suspended},
+            details={
+                "now": iso(moment),
+                "records": len(rows),
+                "clock_suspended": suspended,
+                **chosen.audit_details(),
+            },
         )
         return [_item(r) for r in rows]
 
@@ -100,7 +119,8 @@ def propose_batch(
                 "purging is suspended after a clock jump; confirm the time first "
                 "(tapeline clock confirm)"
             )
-        rows = expired_candidates(session, now=moment, region=archive.config.node.default_region)
+        chosen = _selection(session, now=moment, region=archive.config.node.default_region)
+        rows = chosen.candidates
         if not rows:
             raise TapelineError("nothing to purge: no expired, unheld record")
         batch = PurgeBatch(
@@ -134,7 +154,11 @@ def propose_batch(
             action="purge.proposed",
             object_type="purge_batch",
             object_id=batch.id,
-            details={"records": [r.id for r in rows], "now": iso(moment)},
+            details={
+                "records": [r.id for r in rows],
+                "now": iso(moment),
+                **chosen.audit_details(),
+            },
         )
         session.flush()
         return describe(session, batch)

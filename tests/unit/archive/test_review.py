@@ -60,6 +60,11 @@ def test_a_flag_blocks_disposition_until_resolved_by_a_filed_record(
     info = flag_for_review(index_archive, RITA, flagged, reason="possible front-running")
     assert info["review_flag"] == "rita: possible front-running"
     assert [i["id"] for i in dry_run(index_archive, RMO, now=NOW)] == [other]
+    with index_archive.index.read() as session:
+        seen = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "purge.dry_run")
+        ).scalar_one()
+    assert seen.details["flagged_kept"] == [flagged]  # kept back, and on record
 
     result = resolve_review(
         index_archive, RITA, flagged, action="no-further-action", comment="order was unsolicited"
