@@ -467,7 +467,7 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     archive = _open_archive(args)
     try:
-        info = confirm_clock(archive, _actor(args, archive))
+        info = confirm_clock(archive, _actor(args, archive), stated=args.time)
     finally:
         archive.close()
     _out().write(
@@ -843,6 +843,12 @@ def _add_review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     clock_sub = clock.add_subparsers(dest="clock_command", required=True)
     confirm = clock_sub.add_parser(
         "confirm", help="confirm the time after a clock jump (admin or records manager)"
+    )
+    confirm.add_argument(
+        "--time",
+        type=_time_arg,
+        help="the current time read from an independent source (RFC 3339); "
+        "refused if the system clock disagrees by more than retention.max_clock_jump_s",
     )
     confirm.set_defaults(handler=cmd_clock)
     _add_config(confirm)

@@ -48,16 +48,31 @@ def is_suspended(archive: Archive) -> bool:
 
 
 def confirm_clock(
-    archive: Archive, actor: audit.Actor, *, now: datetime | None = None
+    archive: Archive,
+    actor: audit.Actor,
+    *,
+    now: datetime | None = None,
+    stated: datetime | None = None,
 ) -> dict[str, Any]:
     """Confirm the current time after a jump, lifting the purge suspension; audited.
 
+    `stated` is the time the confirmer read from an independent source (a phone, a reference
+    clock); when given, the system clock must agree with it within `retention.max_clock_jump_s`,
+    so a clock still set wrong cannot be confirmed by mistake.
+
     Raises:
         AccessDenied: not an admin or records manager.
-        TapelineError: purging is not suspended (nothing to confirm).
+        TapelineError: purging is not suspended, or the stated time disagrees with the clock.
     """
     require(actor, Action.CONFIRM_CLOCK)
     moment = now or utcnow()
+    if stated is not None:
+        off = abs((moment - stated).total_seconds())
+        if off > archive.config.retention.max_clock_jump_s:
+            raise TapelineError(
+                f"the system clock ({iso(moment)}) is {off:.0f} s away from the time you stated "
+                f"({iso(stated)}); set the clock right before confirming it"
+            )
     with archive.index.write() as session:
         alarm = _open_alarm(session, archive.node_id)
         if alarm is None:
@@ -72,6 +87,7 @@ def confirm_clock(
             object_id=archive.node_id,
             details={
                 "confirmed_time": iso(moment),
+                "stated_time": iso(stated),
                 "alarm": alarm.message,
                 "alarm_raised_at": iso(alarm.raised_at),
             },
