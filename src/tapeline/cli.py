@@ -559,6 +559,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
                 until=args.until,
             )
             _out().write(f"retention extended on {len(result['records'])} records\n")
+            if result["capped"]:
+                _out().write(
+                    f"{len(result['capped'])} records stop at their class maximum "
+                    "(a legal hold keeps them longer)\n"
+                )
     finally:
         archive.close()
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from typing import Any
@@ -184,6 +184,17 @@ def minimum_until(cls: RetentionClass, started_at: datetime, fiscal_end: str) ->
     if years is not None:
         until = max(until, add_years(start, years))
     return until
+
+
+def maximum_until(cls: RetentionClass, started_at: datetime, fiscal_end: str) -> datetime | None:
+    """The latest `retain_until` the class allows (GDPR Art 5(1)(e)); None: no maximum.
+
+    Counted like the minimum (same start, whole years as calendar years), so a class whose
+    maximum equals its minimum never caps below it. Only holds keep a record longer.
+    """
+    if cls.maximum_days is None:
+        return None
+    return minimum_until(replace(cls, minimum_days=cls.maximum_days), started_at, fiscal_end)
 
 
 def decide(  # noqa: PLR0913  # the inputs of the decision, spelled out

@@ -138,3 +138,29 @@ def test_a_filed_204_2_record_runs_from_the_configured_fiscal_year_end(
     assert ria not in [i["id"] for i in dry_run(index_archive, RMO, now=year_end_plus_5)]
     later = year_end_plus_5 + timedelta(seconds=1)
     assert ria in [i["id"] for i in dry_run(index_archive, RMO, now=later)]
+
+
+def test_an_extension_stops_at_the_class_maximum_and_a_hold_is_the_way_beyond(
+    index_archive: Archive,
+) -> None:
+    def call(party: str, cls: str | None) -> str:
+        return file_synthetic_call(
+            index_archive, line="+442071230001", counterparty=party, started_at=T0,
+            retention_class=cls,
+        )  # fmt: skip
+
+    mifid, finra = call("+447700900123", "mifid-ii"), call("+447700900124", None)
+    cap = T0 + timedelta(days=2557)  # mifid-ii: five years, at most seven
+    save_search(index_archive, RMO, name="desk", scope=scope_from(line="+442071230001"))
+    result = extend(index_archive, RMO, saved_search="desk", years=10, reason="litigation risk")
+    assert result["capped"] == {mifid: "2031-03-03T09:30:00.000Z"}
+    assert _row(index_archive, mifid).retain_until == cap
+    assert _row(index_archive, finra).retain_until == T0.replace(year=2034)  # no maximum
+    later = call("+447700900125", "mifid-ii")  # a later match is capped the same way
+    assert _row(index_archive, later).retain_until == cap
+    assert (
+        "capped at the class maximum" in _row(index_archive, later).details["retention_trace"][-1]
+    )
+    with pytest.raises(TapelineError, match="a legal hold keeps one longer"):
+        extend(index_archive, RMO, interaction_id=mifid, years=9, reason="again")
+    assert _row(index_archive, mifid).retain_until == cap
