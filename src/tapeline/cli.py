@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tapeline import __version__
 from tapeline.archive.access import LOCAL_OPERATOR
@@ -493,6 +493,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_extension(result: dict[str, Any]) -> None:
+    _out().write(f"retention extended on {len(result['records'])} records\n")
+    if result["capped"]:
+        _out().write(
+            f"{len(result['capped'])} records stop at their class maximum "
+            "(a legal hold keeps them longer)\n"
+        )
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     """Retention: list, propose (class or policy), approve (another person), extend."""
     from tapeline.archive import policies  # noqa: PLC0415
@@ -558,12 +567,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
                 years=args.years,
                 until=args.until,
             )
-            _out().write(f"retention extended on {len(result['records'])} records\n")
-            if result["capped"]:
-                _out().write(
-                    f"{len(result['capped'])} records stop at their class maximum "
-                    "(a legal hold keeps them longer)\n"
-                )
+            _print_extension(result)
     finally:
         archive.close()
     return 0
