@@ -179,3 +179,16 @@ def test_the_resolution_fits_the_record_schema_and_travels_in_a_party_export(
     with zipfile.ZipFile(path) as bundle:
         ids = {r["id"] for r in json.loads(bundle.read("metadata.json"))}
     assert ids == {rid, res_id}
+
+
+def test_the_resolution_is_filed_under_the_same_person_whatever_their_identifier(
+    index_archive: Archive,
+) -> None:
+    rid = _call(index_archive, "anonymous")  # withheld caller ID: a raw identifier
+    flag_for_review(index_archive, RITA, rid, reason="check")
+    res_id = resolve_review(index_archive, RITA, rid, action="closed", comment="ok")["resolution"]
+    with index_archive.index.read() as session:
+        flagged = session.get_one(Interaction, rid)
+        res = session.get_one(Interaction, res_id)
+        assert res.counterparty_identifier == flagged.counterparty_identifier == "raw:anonymous"
+        assert res.counterparty_id == flagged.counterparty_id
