@@ -7,7 +7,7 @@ resolution is evidence of review (3110.07: reviewer, item, date, action, comment
 (`archive.filing`) as an interaction of kind `review_resolution`, linked to the flagged record
 both ways, held and purged like any record, and audited. Opening a record never resolves it.
 
-The CLI (`tapeline review flag|resolve`) and the web page both call these two functions; the
+The CLI (`tapeline review flag|resolve`) and the web page both call these functions; the
 role rules of DESIGN §7 (reviewer, or a supervisor for their own teams) are enforced here.
 """
 
@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
@@ -24,7 +25,7 @@ from tapeline.archive.access import Action, require, team_scope
 from tapeline.archive.core import Archive
 from tapeline.archive.filing import AttachmentIn, Filer, NewInteraction, PartyIn
 from tapeline.archive.models import Interaction, utcnow
-from tapeline.archive.records import iso
+from tapeline.archive.records import iso, to_record
 from tapeline.errors import NotFound, TapelineError
 
 KIND = "review_resolution"
@@ -188,3 +189,31 @@ def resolve_review(
             details={"resolution": resolution_id, "action": action, "comment": comment},
         )
     return {"id": interaction_id, "resolution": resolution_id, "action": action}
+
+
+def open_flags(archive: Archive, actor: audit.Actor) -> list[dict[str, Any]]:
+    """The review queue: live records with an open flag (a supervisor's teams only); audited.
+
+    Raises:
+        AccessDenied: not a reviewer (or a supervisor).
+    """
+    require(actor, Action.FLAG)
+    scope = team_scope(actor, Action.FLAG)
+    query = select(Interaction).where(
+        Interaction.review_flag.is_not(None), Interaction.purged_at.is_(None)
+    )
+    if scope is not None:
+        query = query.where(Interaction.line_team.in_(sorted(scope)))
+    with archive.index.write() as session:
+        rows = session.execute(query.order_by(Interaction.started_at, Interaction.id)).scalars()
+        records = [to_record(session, row) for row in rows]
+        audit.append(
+            session,
+            node_id=archive.node_id,
+            actor=actor,
+            action="review.queue_viewed",
+            object_type="search",
+            object_id=None,
+            details={"results": len(records)},
+        )
+    return records

@@ -21,7 +21,7 @@ from tapeline.archive.models import AuditEntry, Interaction, StoredObject
 from tapeline.archive.purge import approve_batch, dry_run, propose_batch
 from tapeline.archive.reading import show
 from tapeline.archive.records import Filters
-from tapeline.archive.review import KIND, flag_for_review, resolve_review
+from tapeline.archive.review import KIND, flag_for_review, open_flags, resolve_review
 from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.users import add_user
 from tapeline.archive.verify import verify_archive
@@ -192,3 +192,21 @@ def test_the_resolution_is_filed_under_the_same_person_whatever_their_identifier
         res = session.get_one(Interaction, res_id)
         assert res.counterparty_identifier == flagged.counterparty_identifier == "raw:anonymous"
         assert res.counterparty_id == flagged.counterparty_id
+
+
+def test_the_review_queue_lists_open_flags_within_a_supervisors_teams(
+    index_archive: Archive,
+) -> None:
+    rates = _call(index_archive)  # line +442071230001 belongs to the rates team
+    other = file_synthetic_call(
+        index_archive, line="+442071230002", counterparty=PARTY, started_at=OLD
+    )
+    flag_for_review(index_archive, RITA, rates, reason="a")
+    flag_for_review(index_archive, RITA, other, reason="b")
+    assert [r["id"] for r in open_flags(index_archive, RITA)] == sorted([rates, other])
+    rates_sup = Actor(name="sue", roles=("supervisor",), teams=("rates",))
+    assert [r["id"] for r in open_flags(index_archive, rates_sup)] == [rates]
+    resolve_review(index_archive, rates_sup, rates, action="closed", comment="ok")
+    assert [r["id"] for r in open_flags(index_archive, RITA)] == [other]
+    with pytest.raises(AccessDenied):
+        open_flags(index_archive, AUD)
