@@ -55,6 +55,7 @@ class JobsService:
         self._tick_s = tick_s
         self._archive: Archive | None = None
         self.guard = ClockGuard(max_jump_s=config.retention.max_clock_jump_s)
+        self._jump_recorded = False
         self._last_run: dict[str, float] = {}
 
     def _due(self, job: str, monotonic: float, every_s: float) -> bool:
@@ -91,9 +92,11 @@ class JobsService:
         if archive is None:
             raise StorageError("jobs service not started")
         report = TickReport()
-        if not self.guard.trusted and not is_suspended(archive):
-            # Someone confirmed the time (`tapeline clock confirm`): trust it from here on.
+        if self._jump_recorded and not is_suspended(archive):
+            # Someone confirmed the time (`tapeline clock confirm`): trust it from here on. Only
+            # once the alarm is known to be in the index, or a failed write would lift the trip.
             self.guard.reset()
+            self._jump_recorded = False
         if not self.guard.observe(wall, monotonic):
             report.purge_suspended = True
             raise_alarm(
@@ -102,6 +105,7 @@ class JobsService:
                 severity="critical",
                 message=f"wall clock jumped {self.guard.tripped_by:.0f} s ahead; purge suspended",
             )
+            self._jump_recorded = True
         elif is_suspended(archive):
             # A jump seen before a restart stays in force until a person confirms the time.
             report.purge_suspended = True

@@ -18,7 +18,7 @@ from tapeline.archive.trustedclock import confirm_clock, is_suspended
 from tapeline.archive.users import add_user
 from tapeline.daemon.jobs import JobsService
 from tapeline.daemon.recorder import Runtime
-from tapeline.errors import AccessDenied, TapelineError
+from tapeline.errors import AccessDenied, StorageError, TapelineError
 
 OLD = datetime(2015, 1, 5, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -134,3 +134,22 @@ async def test_a_jump_suspends_purging_until_a_person_confirms_the_time(
     assert confirmed.actor == "ada"
     assert "jumped" in confirmed.details["alarm"]
     assert "clock.jump" not in {a.code for a in active_alarms(index_archive)}
+
+
+async def test_a_jump_whose_alarm_could_not_be_written_stays_tripped(
+    index_archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = JobsService(index_archive.config)
+    await jobs.start(Runtime(archive=index_archive, active_calls={}))
+    jobs.tick(NOW, 0.0)
+
+    def index_down(*_args: object, **_kwargs: object) -> bool:
+        raise StorageError("index unavailable")
+
+    monkeypatch.setattr("tapeline.daemon.jobs.raise_alarm", index_down)
+    with pytest.raises(StorageError):
+        jobs.tick(NOW + timedelta(days=15), 60.0)  # a jump, and the alarm write fails
+    monkeypatch.undo()
+    # The index has no alarm, but the guard has not forgotten: the next tick suspends and alarms.
+    assert jobs.tick(NOW + timedelta(days=15, seconds=60), 120.0).purge_suspended
+    assert is_suspended(index_archive)
