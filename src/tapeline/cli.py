@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tapeline import __version__
 from tapeline.archive.access import LOCAL_OPERATOR
@@ -29,6 +29,14 @@ EX_NOPERM = 77
 EX_USAGE = 64
 
 Handler = Callable[[argparse.Namespace], int]
+KINDS = [
+    "call",
+    "message",
+    "whatsapp_call",
+    "orphan_stream",
+    "capture_failure",
+    "review_resolution",
+]
 
 
 def _out() -> TextIO:
@@ -432,6 +440,43 @@ def cmd_hold(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Supervisory review: flag a record (blocks disposition), resolve it (filed as a record)."""
+    from tapeline.archive import review  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        actor = _actor(args, archive)
+        if args.review_command == "flag":
+            info = review.flag_for_review(archive, actor, args.id, reason=args.reason)
+            _out().write(f"{info['id']}: flagged for review ({info['review_flag']})\n")
+        else:
+            info = review.resolve_review(
+                archive, actor, args.id, action=args.action, comment=args.comment
+            )
+            _out().write(
+                f"{info['id']}: resolved ({info['action']}); record {info['resolution']}\n"
+            )
+    finally:
+        archive.close()
+    return 0
+
+
+def cmd_clock(args: argparse.Namespace) -> int:
+    """Confirm the current time after a clock jump, lifting the purge suspension."""
+    from tapeline.archive.trustedclock import confirm_clock  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        info = confirm_clock(archive, _actor(args, archive), stated=args.time)
+    finally:
+        archive.close()
+    _out().write(
+        f"node {info['node_id']}: time confirmed as {info['confirmed_time']}; purging resumes\n"
+    )
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Saved searches: save, list."""
     from tapeline.archive.searches import list_searches, save_search  # noqa: PLC0415
@@ -447,6 +492,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         archive.close()
     _out().write(f"saved search {saved['name']}: {json.dumps(saved['filters'])}\n")
     return 0
+
+
+def _print_extension(result: dict[str, Any]) -> None:
+    _out().write(f"retention extended on {len(result['records'])} records\n")
+    if result["capped"]:
+        _out().write(
+            f"{len(result['capped'])} records stop at their class maximum "
+            "(a legal hold keeps them longer)\n"
+        )
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
@@ -514,7 +568,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
                 years=args.years,
                 until=args.until,
             )
-            _out().write(f"retention extended on {len(result['records'])} records\n")
+            _print_extension(result)
     finally:
         archive.close()
     return 0
@@ -556,6 +610,10 @@ def cmd_purge(args: argparse.Namespace) -> int:
     try:
         actor = _actor(args, archive)
         if mode == "dry-run":
+            from tapeline.archive.trustedclock import is_suspended  # noqa: PLC0415
+
+            if is_suspended(archive):
+                _err("purging is suspended after a clock jump: nothing would be deleted")
             _print_candidates(purge.dry_run(archive, actor), as_json=args.json)
         elif mode == "propose":
             batch = purge.propose_batch(archive, actor)
@@ -776,6 +834,37 @@ def _add_retention_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         _add_actor(p)
 
 
+def _add_review_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rev = sub.add_parser("review", help="supervisory review flags and their resolutions")
+    rev_sub = rev.add_subparsers(dest="review_command", required=True)
+    flag = rev_sub.add_parser("flag", help="flag a record for review (blocks its disposition)")
+    flag.add_argument("id", help="an interaction id")
+    flag.add_argument("--reason", required=True)
+    res = rev_sub.add_parser("resolve", help="resolve a flag; the resolution is filed as a record")
+    res.add_argument("id", help="the flagged interaction id")
+    res.add_argument("--action", required=True, help="what was decided (e.g. no-further-action)")
+    res.add_argument("--comment", required=True)
+    for p in (flag, res):
+        p.set_defaults(handler=cmd_review)
+        _add_config(p)
+        _add_actor(p)
+
+    clock = sub.add_parser("clock", help="the trusted clock that purging relies on")
+    clock_sub = clock.add_subparsers(dest="clock_command", required=True)
+    confirm = clock_sub.add_parser(
+        "confirm", help="confirm the time after a clock jump (admin or records manager)"
+    )
+    confirm.add_argument(
+        "--time",
+        type=_time_arg,
+        help="the current time read from an independent source (RFC 3339); "
+        "refused if the system clock disagrees by more than retention.max_clock_jump_s",
+    )
+    confirm.set_defaults(handler=cmd_clock)
+    _add_config(confirm)
+    _add_actor(confirm)
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI in one view
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="tapeline", description="Tapeline recording appliance")
@@ -806,9 +895,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     query.add_argument("--line", help="a recorded line number or its owner")
     query.add_argument("--team")
     query.add_argument("--channel", choices=["voice", "whatsapp"])
-    query.add_argument(
-        "--kind", choices=["call", "message", "whatsapp_call", "orphan_stream", "capture_failure"]
-    )
+    query.add_argument("--kind", choices=KINDS)
     query.add_argument("--since", type=_time_arg, help="RFC 3339 time or date")
     query.add_argument(
         "--until", type=lambda v: _time_arg(v, end=True), help="RFC 3339 time or date"
@@ -867,14 +954,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_config(u_list)
     _add_hold_commands(sub)
     _add_retention_commands(sub)
+    _add_review_commands(sub)
     export = add("export", cmd_export, "write a signed export bundle (export officer)")
     _add_config(export)
     _add_actor(export)
     export.add_argument("--out", required=True, metavar="ZIP")
     _add_scope(export)
-    export.add_argument(
-        "--kind", choices=["call", "message", "whatsapp_call", "orphan_stream", "capture_failure"]
-    )
+    export.add_argument("--kind", choices=KINDS)
     export.add_argument("--id", action="append", help="an interaction id (repeatable)")
     export.add_argument("--purpose", help="why (kept in the audit entry and the manifest)")
     cdr = add("cdr", lambda _a: EX_USAGE, "call detail records")

@@ -339,6 +339,16 @@ class RetentionConfig(_Section):
     classes: list[RetentionClassConfig] = Field(default_factory=list)
     policies: list[RetentionPolicyConfig] = Field(default_factory=list)
 
+    @field_validator("fiscal_year_end")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        month, day = (int(part) for part in value.split("-"))
+        try:
+            date(2024, month, day)  # a leap year: "02-29" is a real year end (28 Feb otherwise)
+        except ValueError as exc:
+            raise ValueError(f"{value} is not a day of the year (MM-DD)") from exc
+        return value
+
 
 class IntegrityConfig(_Section):
     """`[integrity]`: the background scrub and the signed audit checkpoints."""
@@ -351,8 +361,17 @@ class IntegrityConfig(_Section):
     @field_validator("checkpoint_target")
     @classmethod
     def _check_target(cls, value: str) -> str:
-        if value and value != "syslog" and not value.startswith("file:/"):
-            raise ValueError('expected "", "syslog" or "file:/ABSOLUTE/PATH"')
+        expected = 'expected "", "syslog", "syslog://HOST[:PORT]" (UDP) or "file:/ABSOLUTE/PATH"'
+        if value.startswith("syslog://"):
+            try:
+                parts = urlsplit(value)
+                port = parts.port
+            except ValueError as exc:
+                raise ValueError(f"{expected}: {exc}") from exc
+            if not parts.hostname or parts.path or port == 0:
+                raise ValueError(expected)
+        elif value and value != "syslog" and not value.startswith("file:/"):
+            raise ValueError(expected)
         return value
 
 

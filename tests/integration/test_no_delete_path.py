@@ -199,6 +199,11 @@ def _invocations(a: Appliance) -> dict[tuple[str, ...], list[list[str]]]:
         ("verify-export",): [[bundle]],
         ("cdr", "import"): [[*c, str(cdr)]],
         ("reconcile",): [[*c, "--date", "2015-01-05"]],
+        ("review", "flag"): [[*c, *a.as_("rita"), a.expired, "--reason", "check"]],
+        ("review", "resolve"): [
+            [*c, *a.as_("rita"), a.expired, "--action", "closed", "--comment", "fine"]
+        ],
+        ("clock", "confirm"): [[*c, *a.as_("ada")], [*c, *a.as_("rmo")]],
     }
 
 
@@ -214,6 +219,7 @@ def test_no_cli_command_deletes_a_record(
     capsys.readouterr()
     assert codes[("export", "-c")] == 0
     assert codes[("hold", "approve", "-c")] == 0  # the held record is released: still not deleted
+    assert codes[("review", "resolve", "-c")] == 0  # files a resolution record, deletes nothing
     appliance.assert_intact()
 
 

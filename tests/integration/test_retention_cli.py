@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tapeline.archive.core import Archive
+from tapeline.archive.nodes import raise_alarm
 from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.archive.trustedclock import CLOCK_ALARM
 from tapeline.config import load_config
 from tests.conftest import tapeline, write_config_file
 
@@ -22,6 +24,7 @@ USERS = {
     "rmo": "records-manager",
     "rex": "records-manager",
     "eve": "export-officer",
+    "rita": "reviewer",
 }
 
 
@@ -187,3 +190,50 @@ def test_cdr_import_and_reconcile(appliance: Path) -> None:
     refused = tapeline("cdr", "import", "-c", c, str(bad), check=False)
     assert refused.returncode == 1
     assert "CDR row 2" in refused.stderr
+
+
+def test_review_flag_blocks_purge_until_resolved_and_clock_confirm_lifts_a_suspension(
+    appliance: Path,
+) -> None:
+    base, c = appliance.parent, str(appliance)
+    rid = _file_call(appliance)  # filed in 2018 with the default class: expired by 2026
+
+    def dry() -> list[str]:
+        out = tapeline("purge", "-c", c, "--dry-run", "--json").stdout
+        return [json.loads(line)["id"] for line in out.splitlines()]
+
+    assert rid in dry()
+    out = tapeline(
+        "review", "flag", "-c", c, *as_user(base, "rita"), rid, "--reason", "complaint"
+    ).stdout
+    assert "flagged for review" in out
+    assert rid not in dry()
+    refused = tapeline(
+        "review", "resolve", "-c", c, *as_user(base, "rmo"), rid, "--action", "closed",
+        "--comment", "x", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 77
+    out = tapeline(
+        "review", "resolve", "-c", c, *as_user(base, "rita"), rid, "--action",
+        "no-further-action", "--comment", "order was unsolicited",
+    ).stdout  # fmt: skip
+    resolution = out.strip().rsplit(" ", 1)[-1]
+    record = json.loads(tapeline("show", "-c", c, resolution).stdout)
+    assert record["kind"] == "review_resolution"
+    assert json.loads(tapeline("show", "-c", c, rid).stdout)["review_flag"] is None
+    assert rid in dry()
+
+    archive = Archive.open(load_config(appliance, environ={}))
+    try:  # what the recorder's jobs service does when it sees the wall clock jump
+        raise_alarm(archive, code=CLOCK_ALARM, severity="critical", message="jumped 86400 s")
+    finally:
+        archive.close()
+    suspended = tapeline("purge", "-c", c, "--dry-run", "--json")
+    assert suspended.stdout == ""
+    assert "suspended" in suspended.stderr
+    assert (
+        tapeline("clock", "confirm", "-c", c, *as_user(base, "lena"), check=False).returncode == 77
+    )
+    out = tapeline("clock", "confirm", "-c", c, *as_user(base, "ada")).stdout
+    assert "purging resumes" in out
+    assert rid in dry()

@@ -37,6 +37,7 @@ class Action(StrEnum):
     HOLD = "hold"
     RETENTION = "retention"
     READ_AUDIT = "read-audit"
+    CONFIRM_CLOCK = "confirm-clock"
 
 
 PERMISSIONS: dict[Action, frozenset[str]] = {
@@ -48,6 +49,9 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.HOLD: frozenset({Role.LEGAL}),
     Action.RETENTION: frozenset({Role.RECORDS_MANAGER}),
     Action.READ_AUDIT: frozenset({Role.AUDITOR, Role.ADMIN}),
+    # Confirming the time after a clock jump lifts the purge suspension: the admin owns the
+    # clock (NTP), the records manager owns disposition; either may vouch, and it is audited.
+    Action.CONFIRM_CLOCK: frozenset({Role.ADMIN, Role.RECORDS_MANAGER}),
 }
 
 # Supervisors see only their teams; everyone else allowed to search sees every team.

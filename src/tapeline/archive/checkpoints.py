@@ -4,18 +4,21 @@ RFC 6962 §2.1 hashing: a leaf is SHA-256(0x00 || entry hash), a node SHA-256(0x
 right), and a tree of n > 1 leaves splits at the largest power of two below n. Each checkpoint
 covers the entries after the previous one up to the head, and is signed with the appliance key.
 The chain alone cannot show that its newest entries were cut off (with the head rewound); a
-checkpoint can, and a copy written to `integrity.checkpoint_target` (a file or syslog, ideally
-on another box) still can when the checkpoint rows were cut as well.
+checkpoint can, and a copy written to `integrity.checkpoint_target` (a file, the local syslog, or
+a remote syslog collector over UDP, ideally on another box) still can when the checkpoint rows
+were cut as well.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import syslog
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,6 +34,8 @@ from tapeline.errors import StorageError
 LEAF = b"\x00"
 NODE = b"\x01"
 FILE_PREFIX = "file:"
+SYSLOG_PREFIX = "syslog://"
+SYSLOG_PORT = 514
 
 
 def merkle_root(leaves: list[bytes]) -> str:
@@ -94,11 +99,42 @@ def write_checkpoint(archive: Archive, *, now: datetime) -> dict[str, Any] | Non
     return published
 
 
+def syslog_address(target: str) -> tuple[str, int] | None:
+    """(host, port) of a `syslog://HOST[:PORT]` target, None for any other target."""
+    if not target.startswith(SYSLOG_PREFIX):
+        return None
+    parts = urlsplit(target)
+    if not parts.hostname:
+        raise ValueError(f"{target}: no host")
+    return parts.hostname, parts.port or SYSLOG_PORT
+
+
+def syslog_datagram(checkpoint: dict[str, Any], *, hostname: str) -> bytes:
+    """One RFC 5424 message (user.notice, MSGID `checkpoint`) carrying the checkpoint JSON."""
+    line = json.dumps(checkpoint, sort_keys=True)
+    stamp = checkpoint.get("created_at") or "-"
+    return f"<13>1 {stamp} {hostname} tapeline - checkpoint - {line}".encode()
+
+
+def _send_syslog(address: tuple[str, int], checkpoint: dict[str, Any]) -> None:
+    """Send a checkpoint to a remote syslog over UDP (RFC 5426), which root here cannot edit."""
+    datagram = syslog_datagram(checkpoint, hostname=socket.gethostname() or "-")
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.sendto(datagram, address)
+    except OSError as exc:
+        raise StorageError(f"cannot send checkpoint to syslog {address}: {exc}") from exc
+
+
 def _publish(target: str, checkpoint: dict[str, Any]) -> None:
     """Copy a checkpoint off the index: appended to a file, or one syslog line."""
     line = json.dumps(checkpoint, sort_keys=True)
+    address = syslog_address(target)
     if target == "syslog":
         syslog.syslog(syslog.LOG_NOTICE, f"tapeline-checkpoint {line}")
+    elif address is not None:
+        _send_syslog(address, checkpoint)
     elif target.startswith(FILE_PREFIX):
         path = Path(target.removeprefix(FILE_PREFIX))
         try:

@@ -2,8 +2,9 @@
 
 The recorder feeds it the wall clock and a monotonic clock on each job tick. If the wall clock
 advanced more than `max_jump_s` beyond what the monotonic clock says really elapsed, the guard
-trips and stays tripped (C-47): purge and expiry are suspended until an operator restarts the
-jobs after checking the time. Pure code: both times are arguments.
+trips and stays tripped (C-47): purge and expiry are suspended until an admin or records manager
+confirms the time (`tapeline clock confirm`, `archive.trustedclock`), which the jobs service
+sees in the index and answers with `reset`. Pure code: both times are arguments.
 """
 
 from __future__ import annotations
@@ -33,3 +34,8 @@ class ClockGuard:
                 self.tripped_by = jump
         self._last = (wall, monotonic)
         return self.trusted
+
+    def reset(self) -> None:
+        """Trust the wall clock again from the next reading on (after a confirmed time)."""
+        self._last = None
+        self.tripped_by = None

@@ -46,6 +46,7 @@ from tapeline.archive.policies import minimum_for
 from tapeline.archive.purge import APPROVED, EXECUTED
 from tapeline.archive.records import iso
 from tapeline.archive.signing import canonical_json, sign
+from tapeline.archive.trustedclock import purge_suspended
 from tapeline.errors import IntegrityError, NotFound, StorageError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
@@ -325,8 +326,14 @@ def unreadable_check(archive: Archive, object_ids: list[str]) -> list[str]:
 
 
 def execute_due(archive: Archive, *, now: datetime) -> list[str]:
-    """Execute every approved batch whose grace period is over; returns certificate ids."""
+    """Execute every approved batch whose grace period is over; returns certificate ids.
+
+    Nothing runs while a clock jump suspends purging: `now` may be the jumped clock.
+    """
     with archive.index.read() as session:
+        if purge_suspended(session, archive.node_id):
+            log.warning("purge suspended after a clock jump; `tapeline clock confirm` lifts it")
+            return []
         due = list(
             session.execute(
                 select(PurgeBatch.id)

@@ -32,7 +32,9 @@ def normalise_number(text: str, region: str) -> str | None:
 
 def identifier_for(text: str, region: str) -> str:
     """The stored identifier for a party given as a number, a SIP URI or a BSUID."""
-    if text.startswith(("e164:", "bsuid:", "sip:", "wa:")) and not text.startswith("sip:+"):
+    # An identifier already in stored form maps to itself (`raw:` too, so "raw:anonymous" does
+    # not become "raw:raw:anonymous" when a stored identifier is filed again).
+    if text.startswith(("e164:", "bsuid:", "sip:", "wa:", "raw:")) and not text.startswith("sip:+"):
         number = normalise_number(text, region) if text.startswith("sip:") else None
         return f"e164:{number}" if number else text
     number = normalise_number(text, region)

@@ -39,9 +39,12 @@ from tapeline.archive.retention import (
     RecordFacts,
     RetentionClass,
     RetentionDecision,
+    add_years,
+    calendar_years,
     classes_from,
     decide,
     load_templates,
+    maximum_until,
     minimum_until,
 )
 from tapeline.archive.searches import matching_ids, resolve
@@ -191,17 +194,31 @@ def extend_at_filing(session: Session, archive: Archive, row: Interaction) -> No
         if not matching_ids(session, search.filters, region=region, among=[row.id]):
             continue
         extended = _extended_until(ext, row.started_at)
+        ceiling = _ceiling(session, row, archive.config.retention.fiscal_year_end)
+        note = ""
+        if ceiling is not None and extended > ceiling:
+            extended, note = ceiling, f" (capped at the class maximum {iso(ceiling)})"
         if extended > row.retain_until:
             row.retain_until = extended
             trace = [*row.details.get("retention_trace", [])]
-            trace.append(f"extension {ext.id} on saved search {search.name}: {ext.reason}")
+            trace.append(f"extension {ext.id} on saved search {search.name}: {ext.reason}{note}")
             row.details = {**row.details, "retention_trace": trace}
+
+
+def _ceiling(session: Session, row: Interaction, fiscal_end: str) -> datetime | None:
+    """The latest date the record's class (as the index has it) lets an extension reach."""
+    class_row = session.get(RetentionClassRow, row.retention_class)
+    if class_row is None:
+        return None
+    return maximum_until(_to_class(class_row), row.started_at, fiscal_end)
 
 
 def _extended_until(ext: RetentionExtension, started_at: datetime) -> datetime:
     if ext.retain_until is not None:
         return ext.retain_until
-    return started_at + timedelta(days=ext.minimum_days or 0)
+    until = started_at + timedelta(days=ext.minimum_days or 0)
+    years = calendar_years(ext.minimum_days or 0)  # "7 years" means calendar years
+    return max(until, add_years(started_at, years)) if years else until
 
 
 # --- proposals --------------------------------------------------------------------------------
@@ -366,7 +383,7 @@ def overview(archive: Archive) -> dict[str, Any]:
 # --- extensions -------------------------------------------------------------------------------
 
 
-def extend(  # noqa: C901, PLR0913  # one audited action; one argument per way of naming records
+def extend(  # noqa: PLR0913  # one audited action; one argument per way of naming records
     archive: Archive,
     actor: audit.Actor,
     *,
@@ -387,10 +404,10 @@ def extend(  # noqa: C901, PLR0913  # one audited action; one argument per way o
         TapelineError: neither or both of `years`/`until`, neither or both targets, no reason.
     """
     require(actor, Action.RETENTION)
-    if (years is None) == (until is None) or (interaction_id is None) == (saved_search is None):
-        raise TapelineError("give one of a record or a saved search, and one of years or until")
-    if not reason.strip():
-        raise TapelineError("an extension needs a reason")
+    _check_extension(
+        reason=reason, by_record=interaction_id is not None, by_search=saved_search is not None,
+        by_years=years is not None, by_date=until is not None,
+    )  # fmt: skip
     days = round(years * DAYS_PER_YEAR) if years is not None else None
     region = archive.config.node.default_region
     shortened: list[str] = []
@@ -414,17 +431,25 @@ def extend(  # noqa: C901, PLR0913  # one audited action; one argument per way o
             created_at=utcnow(),
         )
         changed: dict[str, str] = {}
+        capped: dict[str, str] = {}
+        fiscal_end = archive.config.retention.fiscal_year_end
         for rid in ids:
             row = session.get_one(Interaction, rid)
-            target = _extended_until(ext, row.started_at)
+            target, cap = _capped_target(session, ext, row, fiscal_end)
+            capped.update(cap)
             if target > row.retain_until:
                 changed[rid] = iso(target) or ""
                 row.retain_until = target
                 trace = list(row.details.get("retention_trace", []))
                 trace.append(f"extended by {actor.name}: {reason}")
                 row.details = {**row.details, "retention_trace": trace}
-            elif interaction_id is not None:
+            elif interaction_id is not None and not cap:
                 shortened.append(rid)
+        if interaction_id is not None and capped and not changed:
+            raise TapelineError(
+                f"the record's class keeps it at most until {capped[interaction_id]}; "
+                "a legal hold keeps one longer"
+            )
         if shortened:
             audit.append(
                 session,
@@ -445,13 +470,43 @@ def extend(  # noqa: C901, PLR0913  # one audited action; one argument per way o
                 action="retention.extended",
                 object_type="saved_search" if search_id else "interaction",
                 object_id=str(search_id) if search_id else interaction_id,
-                details={"reason": reason, "records": changed, "days": days, "until": iso(until)},
+                details={
+                    "reason": reason,
+                    "records": changed,
+                    "capped": capped,
+                    "days": days,
+                    "until": iso(until),
+                },
             )
     if shortened:
         raise AccessDenied("retention can be extended, never shortened")
     for rid, when in changed.items():
         _extend_objects(archive, rid, datetime.fromisoformat(when))
-    return {"extension": ext.id, "records": changed}
+    return {"extension": ext.id, "records": changed, "capped": capped}
+
+
+def _check_extension(
+    *, reason: str, by_record: bool, by_search: bool, by_years: bool, by_date: bool
+) -> None:
+    if by_years == by_date or by_record == by_search:
+        raise TapelineError("give one of a record or a saved search, and one of years or until")
+    if not reason.strip():
+        raise TapelineError("an extension needs a reason")
+
+
+def _capped_target(
+    session: Session, ext: RetentionExtension, row: Interaction, fiscal_end: str
+) -> tuple[datetime, dict[str, str]]:
+    """Where an extension takes a record, and {id: class maximum} when it was capped there.
+
+    A class maximum (GDPR Art 5(1)(e); MiFID's 7 years) bounds every extension; keeping a
+    record longer than that is what a legal hold is for.
+    """
+    target = _extended_until(ext, row.started_at)
+    ceiling = _ceiling(session, row, fiscal_end)
+    if ceiling is not None and target > ceiling:
+        return ceiling, {row.id: iso(ceiling) or ""}
+    return target, {}
 
 
 def _extend_objects(archive: Archive, interaction_id: str, until: datetime) -> None:

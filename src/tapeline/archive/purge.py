@@ -9,6 +9,7 @@ executes it (`archive.disposal`), re-checking everything first.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from tapeline.archive.holds import held_ids
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import Interaction, PurgeBatch, PurgeItem, utcnow
 from tapeline.archive.records import iso
+from tapeline.archive.trustedclock import purge_suspended
 from tapeline.errors import AccessDenied, NotFound, TapelineError
 
 PROPOSED = "proposed"
@@ -31,19 +33,35 @@ EXECUTED = "executed"
 
 def expired_candidates(session: Session, *, now: datetime, region: str) -> list[Interaction]:
     """Records a purge may take at `now`: expired, unheld, not under review, not purged."""
+    return _selection(session, now=now, region=region).candidates
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """The candidates, and the expired records kept back (audited, so no skip is silent)."""
+
+    candidates: list[Interaction]
+    held: list[str]
+    flagged: list[str]
+
+    def audit_details(self) -> dict[str, list[str]]:
+        return {"held_kept": self.held, "flagged_kept": self.flagged}
+
+
+def _selection(session: Session, *, now: datetime, region: str) -> _Selection:
     rows = list(
         session.execute(
             select(Interaction)
-            .where(
-                Interaction.retain_until < now,
-                Interaction.purged_at.is_(None),
-                Interaction.review_flag.is_(None),
-            )
+            .where(Interaction.retain_until < now, Interaction.purged_at.is_(None))
             .order_by(Interaction.started_at, Interaction.id)
         ).scalars()
     )
+    flagged = [r.id for r in rows if r.review_flag is not None]
+    rows = [r for r in rows if r.review_flag is None]
     held = held_ids(session, [r.id for r in rows], region=region)
-    return [r for r in rows if r.id not in held]
+    return _Selection(
+        candidates=[r for r in rows if r.id not in held], held=sorted(held), flagged=flagged
+    )
 
 
 def _item(row: Interaction) -> dict[str, Any]:
@@ -63,7 +81,10 @@ def dry_run(
     """What a purge would take now (the batch `propose_batch` would create); audited."""
     moment = now or utcnow()
     with archive.index.write() as session:
-        rows = expired_candidates(session, now=moment, region=archive.config.node.default_region)
+        # While a clock jump suspends purging a real run deletes nothing, so neither does this.
+        suspended = purge_suspended(session, archive.node_id)
+        chosen = _selection(session, now=moment, region=archive.config.node.default_region)
+        rows = [] if suspended else chosen.candidates
         audit.append(
             session,
             node_id=archive.node_id,
@@ -71,7 +92,12 @@ def dry_run(
             action="purge.dry_run",
             object_type="purge",
             object_id=None,
-            details={"now": iso(moment), "records": len(rows)},
+            details={
+                "now": iso(moment),
+                "records": len(rows),
+                "clock_suspended": suspended,
+                **chosen.audit_details(),
+            },
         )
         return [_item(r) for r in rows]
 
@@ -83,12 +109,18 @@ def propose_batch(
 
     Raises:
         AccessDenied: not a records manager.
-        TapelineError: nothing is expired and unheld.
+        TapelineError: nothing is expired and unheld, or a clock jump suspends purging.
     """
     require(actor, Action.RETENTION)
     moment = now or utcnow()
     with archive.index.write() as session:
-        rows = expired_candidates(session, now=moment, region=archive.config.node.default_region)
+        if purge_suspended(session, archive.node_id):
+            raise TapelineError(
+                "purging is suspended after a clock jump; confirm the time first "
+                "(tapeline clock confirm)"
+            )
+        chosen = _selection(session, now=moment, region=archive.config.node.default_region)
+        rows = chosen.candidates
         if not rows:
             raise TapelineError("nothing to purge: no expired, unheld record")
         batch = PurgeBatch(
@@ -122,7 +154,11 @@ def propose_batch(
             action="purge.proposed",
             object_type="purge_batch",
             object_id=batch.id,
-            details={"records": [r.id for r in rows], "now": iso(moment)},
+            details={
+                "records": [r.id for r in rows],
+                "now": iso(moment),
+                **chosen.audit_details(),
+            },
         )
         session.flush()
         return describe(session, batch)

@@ -13,9 +13,10 @@ The shipped templates (`tapeline/data/retention_classes.toml`) seed the index on
 
 from __future__ import annotations
 
+import calendar
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from typing import Any
@@ -26,6 +27,7 @@ START_EVENT = "event"
 # A record whose clock starts at an external event (account closure) is kept until that event is
 # recorded and its minimum has run from it; until then nothing can expire it.
 UNTIL_EVENT = datetime(9999, 12, 31, tzinfo=UTC)
+DAYS_PER_YEAR = 365.25
 # The longest minimum among the shipped templates (finra-4511, six years); a test checks it.
 LONGEST_MINIMUM_DAYS = 2192
 
@@ -130,13 +132,34 @@ def classes_from(items: Iterable[dict[str, Any]]) -> list[RetentionClass]:
     ]
 
 
+def _year_end_in(year: int, month: int, day: int) -> date:
+    # A "02-29" year end falls on 28 February in common years (the last day of the month).
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
 def fiscal_year_end(moment: datetime, month_day: str) -> datetime:
     """The end (last instant, UTC) of the fiscal year containing `moment` (`MM-DD` year end)."""
     month, day = (int(part) for part in month_day.split("-"))
-    end = date(moment.year, month, day)
+    end = _year_end_in(moment.year, month, day)
     if moment.date() > end:
-        end = date(moment.year + 1, month, day)
+        end = _year_end_in(moment.year + 1, month, day)
     return datetime.combine(end, time.max, tzinfo=UTC).replace(microsecond=999000)
+
+
+def calendar_years(days: int) -> int | None:
+    """The whole years a day count stands for (a year is 365.25 days, rounded), if it is one."""
+    years = round(days / DAYS_PER_YEAR)
+    if years >= 1 and round(years * DAYS_PER_YEAR) == days:
+        return years
+    return None
+
+
+def add_years(moment: datetime, years: int) -> datetime:
+    """The same instant `years` calendar years later (29 February becomes 28 February)."""
+    year = moment.year + years
+    return moment.replace(
+        year=year, day=min(moment.day, calendar.monthrange(year, moment.month)[1])
+    )
 
 
 def clock_start(cls: RetentionClass, started_at: datetime, fiscal_end: str) -> datetime | None:
@@ -153,7 +176,25 @@ def minimum_until(cls: RetentionClass, started_at: datetime, fiscal_end: str) ->
     start = clock_start(cls, started_at, fiscal_end)
     if start is None:
         return UNTIL_EVENT
-    return start + timedelta(days=cls.minimum_days)
+    until = start + timedelta(days=cls.minimum_days)
+    # The rules count calendar years: five years that span two leap days are 1827 days, one
+    # more than 5 x 365.25 rounded. A class of whole years is kept at least that many calendar
+    # years, so no record goes a day before its legal minimum.
+    years = calendar_years(cls.minimum_days)
+    if years is not None:
+        until = max(until, add_years(start, years))
+    return until
+
+
+def maximum_until(cls: RetentionClass, started_at: datetime, fiscal_end: str) -> datetime | None:
+    """The latest `retain_until` the class allows (GDPR Art 5(1)(e)); None: no maximum.
+
+    Counted like the minimum (same start, whole years as calendar years), so a class whose
+    maximum equals its minimum never caps below it. Only holds keep a record longer.
+    """
+    if cls.maximum_days is None:
+        return None
+    return minimum_until(replace(cls, minimum_days=cls.maximum_days), started_at, fiscal_end)
 
 
 def decide(  # noqa: PLR0913  # the inputs of the decision, spelled out

@@ -2,7 +2,9 @@
 
 Each tick runs in a worker thread (hashing and deleting block) under a lease row, so several
 recorders never run the same job twice. The clock guard is fed the wall clock and the monotonic
-clock on every tick; a forward jump suspends purging and raises an alarm.
+clock on every tick; a forward jump suspends purging and raises an alarm, and the suspension
+(the open alarm in the index, so a restart does not lift it) lasts until a person confirms the
+time (`archive.trustedclock`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import raise_alarm, take_lease
 from tapeline.archive.policies import seed
 from tapeline.archive.scrub import scrub_slice
+from tapeline.archive.trustedclock import CLOCK_ALARM, is_suspended
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.errors import StorageError
@@ -52,6 +55,7 @@ class JobsService:
         self._tick_s = tick_s
         self._archive: Archive | None = None
         self.guard = ClockGuard(max_jump_s=config.retention.max_clock_jump_s)
+        self._jump_recorded = False
         self._last_run: dict[str, float] = {}
 
     def _due(self, job: str, monotonic: float, every_s: float) -> bool:
@@ -88,14 +92,23 @@ class JobsService:
         if archive is None:
             raise StorageError("jobs service not started")
         report = TickReport()
+        if self._jump_recorded and not is_suspended(archive):
+            # Someone confirmed the time (`tapeline clock confirm`): trust it from here on. Only
+            # once the alarm is known to be in the index, or a failed write would lift the trip.
+            self.guard.reset()
+            self._jump_recorded = False
         if not self.guard.observe(wall, monotonic):
             report.purge_suspended = True
             raise_alarm(
                 archive,
-                code="clock.jump",
+                code=CLOCK_ALARM,
                 severity="critical",
                 message=f"wall clock jumped {self.guard.tripped_by:.0f} s ahead; purge suspended",
             )
+            self._jump_recorded = True
+        elif is_suspended(archive):
+            # A jump seen before a restart stays in force until a person confirms the time.
+            report.purge_suspended = True
         elif take_lease(archive, "purge", seconds=LEASE_S):
             report.certificates = execute_due(archive, now=wall)
         integrity = self._config.integrity

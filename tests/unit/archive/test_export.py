@@ -17,6 +17,7 @@ from tapeline.archive.core import Archive
 from tapeline.archive.crypto import public_key_text
 from tapeline.archive.export import export_records
 from tapeline.archive.exportcheck import verify_export
+from tapeline.archive.filing import AttachmentIn, Filer, NewInteraction
 from tapeline.archive.holds import place_hold
 from tapeline.archive.models import AuditEntry
 from tapeline.archive.records import Filters
@@ -133,3 +134,46 @@ def test_one_changed_byte_is_named(index_archive: Archive, tmp_path: Path) -> No
     manifest["files"]["metadata.csv"]["sha256"] = "0" * 64
     _rewrite(path, "manifest.json", json.dumps(manifest).encode())
     assert "manifest.json: the signature does not verify" in verify_export(path).problems
+
+
+def test_subject_access_export_by_number_covers_calls_messages_and_whatsapp_calls(
+    index_archive: Archive, tmp_path: Path
+) -> None:
+    call, msg1, msg2 = _seed(index_archive)
+    national = file_synthetic_call(  # the same person, dialled in national form
+        index_archive, line="+442071230001", counterparty="07700 900123", started_at=T0
+    )
+    # A WhatsApp call from the same person, known to Meta by a BSUID with the number as alias.
+    wa_call = Filer(index_archive, component="test").file(
+        NewInteraction(
+            channel="whatsapp",
+            kind="whatsapp_call",
+            direction="inbound",
+            started_at=T0.replace(hour=11),
+            source_path="whatsapp",
+            line_number="+442071230002",
+            counterparty="bsuid:GB.1349120865530274191",
+            counterparty_aliases=[PARTY],
+            attachments=[
+                AttachmentIn(kind="webhook_body", media_type="application/json", data=b"{}")
+            ],
+            outcome="completed",
+            sip_call_id="wacid.HBgLMTIwMjU1NTAxNDMVAgARGBIzQjc2",
+        )
+    )
+    file_synthetic_message(  # another person on the same line: not in the copy
+        index_archive, line="+442071230002", counterparty="+12025550143", started_at=T0, text="x"
+    )
+    path = tmp_path / "sar.zip"
+    _export(index_archive, path)
+    report = verify_export(path, expected_key=public_key_text(index_archive.signing_key))
+    assert report.ok, report.problems
+    with zipfile.ZipFile(path) as bundle:
+        records = json.loads(bundle.read("metadata.json"))
+        names = set(bundle.namelist())
+    assert {r["id"] for r in records} == {call, msg1, msg2, national, wa_call}
+    assert {(r["channel"], r["kind"]) for r in records} == {
+        ("voice", "call"), ("whatsapp", "message"), ("whatsapp", "whatsapp_call"),
+    }  # fmt: skip
+    assert f"records/{wa_call}/record.json" in names
+    assert any(n.startswith(f"records/{wa_call}/objects/") for n in names)

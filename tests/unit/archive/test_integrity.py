@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import delete, update
 
 from tapeline.archive.audit import HEAD_ID
@@ -15,8 +17,10 @@ from tapeline.archive.core import Archive
 from tapeline.archive.models import AuditCheckpoint, AuditEntry, AuditHead, StoredObject
 from tapeline.archive.nodes import active_alarms
 from tapeline.archive.scrub import ALARM, scrub_slice, slice_size
+from tapeline.archive.signing import canonical_json, verify
 from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.verify import VERIFY_ALARM, alarm_on_report, verify_archive
+from tapeline.config import IntegrityConfig
 from tapeline.events.outbox import pending
 from tests.conftest import flip_a_byte
 
@@ -159,3 +163,46 @@ def test_verify_raises_integrity_verify_and_a_clean_verify_clears_both(
     path.write_bytes(original)
     assert alarm_on_report(archive, verify_archive(archive)) is False
     assert active_alarms(archive) == []
+
+
+def test_checkpoints_go_to_a_remote_syslog_over_udp_signed(index_archive: Archive) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        collector.settimeout(10)  # a bound on a lost datagram, not a timing assertion
+        port = collector.getsockname()[1]
+        config = index_archive.config
+        integrity = config.integrity.model_copy(
+            update={"checkpoint_target": f"syslog://127.0.0.1:{port}"}
+        )
+        index_archive.config = config.model_copy(update={"integrity": integrity})
+        _calls(index_archive, 2)
+        sent = write_checkpoint(index_archive, now=NOW)
+        datagram = collector.recv(65535).decode()
+    assert sent is not None
+    header, _, line = datagram.partition(" - checkpoint - ")
+    assert header.startswith("<13>1 ")  # RFC 5424: user.notice, version 1
+    assert header.endswith(" tapeline")  # APP-NAME; PROCID and MSGID follow
+    copy = json.loads(line)
+    assert copy == sent
+    signature, key = copy.pop("signature"), copy.pop("public_key")
+    assert verify(key, canonical_json(copy), signature)
+    assert copy["seq_to"] >= copy["seq_from"]
+
+
+@pytest.mark.parametrize(
+    ("target", "ok"),
+    [
+        ("syslog://logs.example.net:5514", True),
+        ("syslog://[2001:db8::1]", True),
+        ("syslog://", False),
+        ("syslog://host:notaport", False),
+        ("tcp://logs.example.net", False),
+        ("file:relative", False),
+    ],
+)
+def test_checkpoint_target_is_checked_at_config_load(target: str, *, ok: bool) -> None:
+    if ok:
+        assert IntegrityConfig(checkpoint_target=target).checkpoint_target == target
+    else:
+        with pytest.raises(ValidationError):
+            IntegrityConfig(checkpoint_target=target)

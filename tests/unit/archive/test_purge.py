@@ -123,6 +123,9 @@ def test_holds_before_and_after_arrival_block_purge_until_a_two_person_release(
     free = _call(index_archive, "+447700900999")
     assert _ids(dry_run(index_archive, RMO, now=NOW)) == [free]
     batch = propose_batch(index_archive, RMO, now=NOW)
+    with index_archive.index.read() as session:  # the skip is on record, not silent
+        proposed = session.query(AuditEntry).filter(AuditEntry.action == "purge.proposed").one()
+        assert proposed.details["held_kept"] == sorted([before, after])
     with index_archive.index.write() as session:  # a forged item: a held record in the batch
         for rid in (before, after):
             session.add(

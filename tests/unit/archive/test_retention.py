@@ -127,3 +127,53 @@ def test_a_policy_needs_a_criterion(tmp_path: Path) -> None:
     bad = {"policies": [{"name": "all", "retention_class": "mifid-ii"}]}
     with pytest.raises(ConfigError, match="at least one"):
         parse_config(_with_retention(tmp_path, bad), source="t.toml")
+
+
+def _end(year: int, month: int, day: int) -> datetime:
+    """The last instant (milliseconds) of a UTC day."""
+    return datetime(year, month, day, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("started", "fiscal_end", "until"),
+    [
+        # Made in the fiscal year ending 30 June 2028: kept to the end of 30 June 2033.
+        (datetime(2027, 8, 15, 10, 0, tzinfo=UTC), "06-30", _end(2033, 6, 30)),
+        # Made on the last day of the fiscal year: that year's end still counts.
+        (datetime(2027, 6, 30, 22, 0, tzinfo=UTC), "06-30", _end(2032, 6, 30)),
+        # Calendar fiscal year 2027; the five years 2028-2032 hold two leap days (1827 days).
+        (datetime(2027, 3, 1, 9, 0, tzinfo=UTC), "12-31", _end(2032, 12, 31)),
+        # A year end on 29 February falls on the 28th in common years.
+        (datetime(2027, 1, 10, 9, 0, tzinfo=UTC), "02-29", _end(2032, 2, 28)),
+    ],
+)
+def test_advisers_act_runs_five_calendar_years_from_the_fiscal_year_end(
+    started: datetime, fiscal_end: str, until: datetime
+) -> None:
+    facts = RecordFacts(started_at=started, channel="voice", direction="inbound")
+    decision = decide(
+        facts, classes=CLASSES, policies=[], default_class="advisers-204-2", fiscal_end=fiscal_end
+    )
+    assert decision.retain_until == until
+    assert "from fiscal year end" in decision.trace[-1]
+
+
+def test_whole_year_classes_never_fall_a_day_short_of_the_calendar() -> None:
+    # 1 March 2027 + 5 years spans 29 Feb 2028 and 29 Feb 2032: 1827 days, not 1826.
+    facts = RecordFacts(started_at=datetime(2027, 3, 1, 9, tzinfo=UTC), channel="voice",
+                        direction="inbound")  # fmt: skip
+    for name in ("cftc-1-31", "mifid-ii"):
+        decision = decide(facts, classes=CLASSES, policies=[], default_class=name)
+        assert decision.retain_until == datetime(2032, 3, 1, 9, tzinfo=UTC), name
+    # A class that is not a whole number of years keeps its exact day count.
+    week = decide(facts, classes=CLASSES, policies=[], default_class="selftest")
+    assert week.retain_until == facts.started_at + timedelta(days=7)
+
+
+@pytest.mark.parametrize("value", ["02-30", "04-31", "13-01", "12-32"])
+def test_an_impossible_fiscal_year_end_is_refused_at_config_load(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_retention(tmp_path, {"fiscal_year_end": value}), source="t.toml")
+    assert caught.value.key == "retention.fiscal_year_end"
