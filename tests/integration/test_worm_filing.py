@@ -13,6 +13,8 @@ import math
 import os
 import socket
 import subprocess
+import urllib.request
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +27,12 @@ from sqlalchemy import select
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.disposal import execute_due
+from tapeline.archive.export import export_records
 from tapeline.archive.holds import approve_release, place_hold, request_release
 from tapeline.archive.models import DestructionCertificate, Interaction, StoredObject
 from tapeline.archive.policies import extend
 from tapeline.archive.purge import approve_batch, propose_batch
+from tapeline.archive.records import Filters
 from tapeline.archive.s3store import S3ObjectStore
 from tapeline.archive.searches import scope_from
 from tapeline.archive.synthetic import file_synthetic_call
@@ -37,6 +41,7 @@ from tapeline.archive.verify import verify_archive
 from tapeline.config import load_config, parse_config
 from tapeline.errors import NotFound, StorageError
 from tapeline.tlscert import generate_self_signed
+from tapeline.web.health import readiness
 from tests.conftest import CephRgw, config_dict, free_port, tapeline, wait_for
 from tests.integration.test_siprec_sipp import SCENARIO, _start_recorder, _wait_filed, _write_pcap
 from tests.tomlwriter import dumps
@@ -49,6 +54,7 @@ RMO = Actor(name="rmo", roles=("records-manager",))
 REX = Actor(name="rex", roles=("records-manager",))
 LENA = Actor(name="lena", roles=("legal",))
 LEO = Actor(name="leo", roles=("legal",))
+EVE = Actor(name="eve", roles=("export-officer",))
 FINRA_DAYS = 2192  # finra-4511, the default class, counted from the call's start
 
 
@@ -151,6 +157,10 @@ def test_a_siprec_call_lands_locked_until_its_retain_until_and_cannot_be_deleted
     assert info["storage_mode"] == f"worm-external:{bucket}"
     proc = _start_recorder(config_path)
     try:
+        status = load_config(config_path, environ={}).node.status_listen
+        with urllib.request.urlopen(f"http://{status}/readyz", timeout=10) as answer:
+            ready = json.loads(answer.read())
+        assert ready["storage_mode"] == f"worm-external:{bucket}"
         call_id = f"tapeline-worm-{os.getpid()}@127.0.0.1"
         _siprec_call(sip_port, call_id, tmp_path)
         record = _wait_filed(config_path, call_id)
@@ -178,10 +188,23 @@ def test_a_siprec_call_lands_locked_until_its_retain_until_and_cannot_be_deleted
             with pytest.raises(StorageError, match="deletion refused"):
                 store.delete(oid, version_id=version)
             assert store.version_ids(oid) == [version]
-        assert archive.storage_mode == f"worm-external:{bucket}"
+        _assert_reported_as_worm(archive, bucket, rid, tmp_path / "export.zip")
         assert verify_archive(archive).ok, verify_archive(archive).problems
     finally:
         archive.close()
+
+
+def _assert_reported_as_worm(archive: Archive, bucket: str, rid: str, bundle: Path) -> None:
+    """The web readiness body and an export's signed manifest name the WORM bucket."""
+    assert archive.storage_mode == f"worm-external:{bucket}"
+    code, web_ready = readiness(archive, details=True)
+    assert (code, web_ready["storage_mode"]) == (200, f"worm-external:{bucket}")
+    with bundle.open("wb") as handle:
+        export_records(archive, EVE, Filters(), handle, purpose="examiner request")
+    with zipfile.ZipFile(bundle) as opened:
+        manifest = json.loads(opened.read("manifest.json"))
+    assert manifest["storage_mode"] == f"worm-external:{bucket}"
+    assert manifest["records"] == [rid]
 
 
 def _rows(archive: Archive, interaction_id: str) -> list[StoredObject]:
