@@ -13,6 +13,7 @@ transactional, so a failed upgrade leaves nothing half-done). SQLite serialises 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def make_engine(url: str) -> Engine:
         _sqlite_setup(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def serialise(session: Session, name: str) -> None:
+    """Make this transaction the only one, across every node, holding the lock `name`.
+
+    PostgreSQL: a transaction-scoped advisory lock keyed by a hash of `name`, released at commit
+    or rollback. SQLite needs none: every write transaction already holds the database's one
+    write lock from BEGIN IMMEDIATE.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def migrate(engine: Engine) -> None:
