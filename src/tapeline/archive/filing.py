@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
 from tapeline.archive.core import Archive
+from tapeline.archive.db import serialise
 from tapeline.archive.holds import apply_at_filing, held_ids
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import (
@@ -171,6 +172,11 @@ def _counterparty_id(
 ) -> int:
     """The person known by `identifier` or any alias (first match wins); the rest are linked."""
     every = list(dict.fromkeys([identifier, *(aliases or [])]))
+    # Two nodes (or two calls on one node) filing the first calls with a new person at once would
+    # both find nobody and both insert the identifier; one filing would then fail. Taking a lock
+    # per identifier (sorted: no deadlock) makes the second wait and find the first's row.
+    for ident in sorted(every):
+        serialise(session, f"counterparty:{ident}")
     found = session.execute(
         select(CounterpartyIdentifier).where(CounterpartyIdentifier.identifier.in_(every))
     ).scalars()
