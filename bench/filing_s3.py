@@ -141,7 +141,7 @@ def _siprec(base: Path, storage: dict[str, str] | None) -> list[float]:
                             select(Interaction.ended_at, AuditEntry.ts)
                             .join(AuditEntry, AuditEntry.object_id == Interaction.id)
                             .where(AuditEntry.action == "record.filed")
-                        ).tuples()
+                        ).all()
                         if ended is not None
                     ]
         finally:
