@@ -25,11 +25,12 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from tapeline.archive.audit import Actor
+from tapeline.archive.checkpoints import write_checkpoint
 from tapeline.archive.core import Archive
 from tapeline.archive.disposal import execute_due
 from tapeline.archive.export import export_records
 from tapeline.archive.holds import approve_release, place_hold, request_release
-from tapeline.archive.models import DestructionCertificate, Interaction, StoredObject
+from tapeline.archive.models import AuditEntry, DestructionCertificate, Interaction, StoredObject
 from tapeline.archive.policies import extend
 from tapeline.archive.purge import approve_batch, propose_batch
 from tapeline.archive.records import Filters
@@ -312,3 +313,32 @@ def test_purge_after_expiry_deletes_the_versions_and_the_certificate_names_them(
     mode, cert_until = store.retention(cert_id, cert_version)
     assert mode == "COMPLIANCE"
     assert cert_until > datetime.now(UTC) + timedelta(days=6 * 365)
+
+
+def test_audit_checkpoints_are_sealed_as_locked_audit_segments(s3_archive: Archive) -> None:
+    file_synthetic_call(s3_archive, line=LINE, counterparty=PARTY, started_at=datetime.now(UTC))
+    checkpoint = write_checkpoint(s3_archive, now=datetime.now(UTC))
+    assert checkpoint is not None
+    with s3_archive.index.read() as session:
+        [segment] = session.execute(
+            select(StoredObject).where(StoredObject.kind == "audit-segment")
+        ).scalars()
+        hashes = [
+            e.hash
+            for e in session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.seq.between(checkpoint["seq_from"], checkpoint["seq_to"]))
+                .order_by(AuditEntry.seq)
+            ).scalars()
+        ]
+    body = json.loads(s3_archive.vault.load(segment.id, segment.wrapped_key or b"", segment.sha256))
+    assert body["checkpoint"] == checkpoint
+    assert [e["hash"] for e in body["entries"]] == hashes
+    store = _store(s3_archive)
+    [version] = store.version_ids(segment.id)
+    mode, until = store.retention(segment.id, version)
+    assert mode == "COMPLIANCE"
+    assert until > datetime.now(UTC) + timedelta(days=FINRA_DAYS - 1)
+    with pytest.raises(StorageError, match="deletion refused"):
+        store.delete(segment.id, version_id=version)
+    assert verify_archive(s3_archive).ok, verify_archive(s3_archive).problems
