@@ -9,23 +9,27 @@ import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
+from tapeline.archive.crypto import public_key_text
 from tapeline.archive.holds import place_hold
 from tapeline.archive.models import Interaction, StoredObject
 from tapeline.archive.objects import LocalObjectStore
 from tapeline.archive.replica import ReplicatedStore
+from tapeline.archive.restore import reproduce
 from tapeline.archive.s3store import S3ObjectStore
 from tapeline.archive.searches import scope_from
-from tapeline.archive.synthetic import file_synthetic_call
+from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.archive.verify import verify_archive
 from tapeline.config import parse_config
 from tapeline.errors import ConfigError, StorageError
-from tests.conftest import CephRgw, config_dict
+from tests.conftest import CephRgw, config_dict, tapeline
+from tests.tomlwriter import dumps
 
 pytestmark = pytest.mark.s3
 
@@ -52,6 +56,11 @@ def replicated(ceph_rgw: CephRgw, tmp_path: Path) -> Iterator[Archive]:
         yield opened
     finally:
         opened.close()
+
+
+def _config_of(archive: Archive) -> dict[str, Any]:
+    """The archive's config as a TOML-ready dict (for the CLI in a subprocess)."""
+    return archive.config.model_dump(mode="json", exclude_none=True)
 
 
 def _filed(archive: Archive) -> tuple[str, list[str], datetime]:
@@ -119,3 +128,55 @@ def test_a_replica_bucket_needs_an_s3_primary(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         Archive.open(parse_config(data, source="test"))
     assert refused.value.key == "storage.replica_bucket"
+
+
+def test_the_replica_and_the_escrowed_keys_alone_reproduce_every_record(
+    replicated: Archive, ceph_rgw: CephRgw, tmp_path: Path
+) -> None:
+    store = replicated.vault.store
+    assert isinstance(store, ReplicatedStore)
+    replica = store.replica
+    assert isinstance(replica, S3ObjectStore)
+    filed = {_filed(replicated)[0] for _ in range(2)}
+    filed.add(
+        file_synthetic_message(
+            replicated, line=LINE, counterparty=PARTY, started_at=datetime.now(UTC), text="hi"
+        )
+    )
+    with replicated.index.read() as session:
+        hashes = {
+            o.id: o.sha256
+            for o in session.execute(
+                select(StoredObject).where(
+                    StoredObject.interaction_id.in_(filed), StoredObject.kind != "manifest"
+                )
+            ).scalars()
+        }
+    source = tmp_path / "tapeline.toml"
+    source.write_text(dumps(_config_of(replicated)))
+    (tmp_path / "pw").write_text("a long escrow passphrase\n")
+    escrow = tmp_path / "escrow.keys"
+    pw = str(tmp_path / "pw")
+    tapeline("key", "export", "-c", str(source), "--out", str(escrow), "--passphrase-file", pw)
+    clean = tmp_path / "clean"
+    data = config_dict(clean)  # a clean appliance: its own new keys, removed for the import
+    data["storage"].update(ceph_rgw.storage_keys(clean, replica.bucket))
+    for key in (Path(data["storage"]["key_file"]), Path(data["node"]["signing_key_file"])):
+        key.unlink()
+    target = clean / "tapeline.toml"
+    target.write_text(dumps(data))
+    tapeline("key", "import", "-c", str(target), "--in", str(escrow), "--passphrase-file", pw)
+    again = tapeline(
+        "key", "import", "-c", str(target), "--in", str(escrow), "--passphrase-file", pw,
+        check=False,
+    )  # fmt: skip
+    assert again.returncode != 0
+    assert "exists already; not overwritten" in again.stderr
+    restored = Archive.open(parse_config(data, source="test"))  # the replica as its primary
+    try:
+        copies = reproduce(restored.vault.store, restored.vault.archive_key)
+        assert public_key_text(restored.signing_key) == public_key_text(replicated.signing_key)
+    finally:
+        restored.close()
+    assert {c.record["id"] for c in copies} == filed
+    assert {oid: sha for c in copies for oid, sha in c.objects.items()} == hashes
