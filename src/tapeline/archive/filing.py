@@ -308,11 +308,17 @@ class Filer:
         return stored
 
     def _discard(self, stored: list[Stored]) -> None:
+        store = self._archive.vault.store
         for item in stored:
             try:
-                self._archive.vault.store.delete(item.ref.object_id)
-            except (OSError, StorageError):
-                log.exception("could not remove unfiled object %s", item.ref.object_id)
+                store.delete(item.ref.object_id)
+            except (OSError, StorageError) as exc:
+                if store.worm:  # expected: the store keeps it locked; no index row points at it
+                    log.warning(
+                        "unfiled object %s stays locked in the store: %s", item.ref.object_id, exc
+                    )
+                else:
+                    log.exception("could not remove unfiled object %s", item.ref.object_id)
 
     def file(
         self, new: NewInteraction, *, events: list[tuple[EventType, dict[str, Any]]] | None = None
