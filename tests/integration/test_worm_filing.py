@@ -241,8 +241,13 @@ def test_holds_set_legal_hold_on_every_version_and_release_clears_it(
         s3_archive, line=LINE, counterparty="+447700900999", started_at=now - timedelta(days=1)
     )
     assert _holds(store, _objects(s3_archive, other)) == {"OFF"}
+    place_hold(s3_archive, LENA, matter="FCA", scope=scope_from(line=LINE))
     request_release(s3_archive, LENA, matter="BGC", reason="settled")
     approve_release(s3_archive, LEO, matter="BGC")
+    # still under the FCA hold: the store's hold stays ON until the last release
+    assert _holds(store, _objects(s3_archive, first) + later_objects) == {"ON"}
+    request_release(s3_archive, LENA, matter="FCA", reason="closed")
+    approve_release(s3_archive, LEO, matter="FCA")
     assert _holds(store, _objects(s3_archive, first) + later_objects) == {"OFF"}
 
 
