@@ -144,6 +144,22 @@ def cmd_key_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_import(args: argparse.Namespace) -> int:
+    """Write both key files from an escrowed export (a restored or an additional node)."""
+    from tapeline.archive.keyexport import import_keys  # noqa: PLC0415
+
+    config = _config(args)
+    passphrase = _read_password(args.passphrase_file, prompt="export passphrase: ", confirm=False)
+    import_keys(
+        Path(args.input).read_bytes(),
+        passphrase,
+        config.storage.key_file,
+        config.node.signing_key_file,
+    )
+    _out().write(f"keys imported to {config.storage.key_file} and {config.node.signing_key_file}\n")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Node id, version, storage mode, public signing key."""
     from tapeline.archive.crypto import public_key_text  # noqa: PLC0415
@@ -925,6 +941,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_config(export)
     export.add_argument("--out", required=True)
     export.add_argument("--passphrase-file")
+    key_import = key_sub.add_parser("import", help="write both key files from an export")
+    key_import.set_defaults(handler=cmd_key_import)
+    _add_config(key_import)
+    key_import.add_argument("--in", dest="input", required=True)
+    key_import.add_argument("--passphrase-file")
 
     user = add("user", lambda _a: EX_USAGE, "appliance accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True)

@@ -90,6 +90,10 @@ class StorageConfig(_Section):
     s3_access_key_file: Path | None = None
     s3_secret_key_file: Path | None = None
     s3_ca_file: Path | None = None
+    # The second copy (a duplicate stored separately): another bucket on the same endpoint with
+    # the same credentials, or a local folder; written with the same retention and holds.
+    replica_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    replica_path: Path | None = None
 
     @field_validator("s3_endpoint")
     @classmethod

@@ -156,6 +156,8 @@ def _invocations(a: Appliance) -> dict[tuple[str, ...], list[list[str]]]:
         ("verify",): [c],
         ("key", "generate"): [c],
         ("key", "export"): [[*c, "--out", str(a.base / "keys.bin"), "--passphrase-file", pw]],
+        # the node's key files exist: refused, never overwritten
+        ("key", "import"): [[*c, "--in", str(a.base / "keys.bin"), "--passphrase-file", pw]],
         ("user", "add"): [
             [
                 *c,

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tapeline.archive.core import Archive, check_semantics
-from tapeline.archive.s3store import DEFAULT_RETENTION, S3ObjectStore
+from tapeline.archive.s3store import DEFAULT_RETENTION, PASSED_DATE_FLOOR, S3ObjectStore
 from tapeline.config import EX_CONFIG, parse_config
 from tapeline.errors import ConfigError, NotFound, StorageError
 from tests.conftest import CephRgw, config_dict, tapeline, wait_for
@@ -66,14 +66,19 @@ def test_put_without_retain_until_uses_the_longest_class(ceph_rgw: CephRgw, tmp_
     assert before + DEFAULT_RETENTION <= until <= datetime.now(UTC) + DEFAULT_RETENTION + DAY
 
 
-def test_put_refuses_an_existing_id_and_a_past_date(ceph_rgw: CephRgw, tmp_path: Path) -> None:
+def test_put_refuses_an_existing_id_and_floors_a_past_date(
+    ceph_rgw: CephRgw, tmp_path: Path
+) -> None:
     store = _store(ceph_rgw, tmp_path)
     oid, _ = _put(store, datetime.now(UTC) + DAY)
     with pytest.raises(StorageError, match=f"object {oid} exists already"):
         store.put(oid, [b"other"], retain_until=datetime.now(UTC) + DAY)
-    with pytest.raises(StorageError, match="has passed"):
-        store.put(str(uuid.uuid4()), [b"x"], retain_until=datetime.now(UTC) - DAY)
     assert len(store.version_ids(oid)) == 1
+    before = datetime.now(UTC)
+    old, version = _put(store, before - 30 * DAY)  # an imported record already past its date
+    mode, until = store.retention(old, version)
+    assert mode == "COMPLIANCE"
+    assert before + PASSED_DATE_FLOOR <= until <= datetime.now(UTC) + PASSED_DATE_FLOOR + DAY
 
 
 def test_deleting_a_locked_version_is_refused_by_the_store(

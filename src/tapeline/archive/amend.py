@@ -25,6 +25,7 @@ from tapeline.archive.filing import (
     Stored,
     add_object_row,
     build_manifest,
+    lock_objects,
 )
 from tapeline.archive.models import Interaction, MediaObject, Message, StoredObject
 from tapeline.archive.parties import display
@@ -184,13 +185,15 @@ class Amender:
         Raises:
             StorageError: storing or indexing failed; nothing changed.
         """
+        until = self._retain_until(interaction_id)
         stored = self._store(
+            until,
             [(a.kind, a.media_type, a.data) for a in attachments]
             + [
                 ("media", m.mime_type or "application/octet-stream", m.data)
                 for m in media
                 if m.data is not None
-            ]
+            ],
         )
         try:
             with self._archive.index.write() as session:
@@ -215,6 +218,7 @@ class Amender:
                     )
                 session.flush()
                 stored.append(self._refresh_manifest(session, row))
+                lock_objects(self._archive, session, row, stored, stored_until=until)
                 self._audit(session, interaction_id, "record.completed", {"from": previous})
         except TapelineError:
             self._discard(stored)
@@ -246,7 +250,10 @@ class Amender:
             StorageError: storing or indexing failed; the media stays pending.
         """
         media_type = mime_type or "application/octet-stream"
-        stored = self._store([("media", media_type, data)])
+        with self._archive.index.read() as session:
+            owner = session.get_one(MediaObject, media_row).interaction_id
+        until = self._retain_until(owner)
+        stored = self._store(until, [("media", media_type, data)])
         ref = stored[0].ref
         state = "mismatch" if expected is not None and expected != ref.sha256 else "stored"
         try:
@@ -261,6 +268,7 @@ class Amender:
                 if mime_type:
                     media.mime_type = mime_type
                 stored.append(self._refresh_manifest(session, row))
+                lock_objects(self._archive, session, row, stored, stored_until=until)
                 details = {"media_id": media.media_id, "object_id": ref.object_id, "state": state}
                 if state == "mismatch":
                     details["expected_sha256"] = expected or ""
@@ -285,11 +293,18 @@ class Amender:
             self._audit(session, row.id, "media.failed", details)
             self._event(session, row, EventType.MEDIA_FAILED, details)
 
-    def _store(self, items: list[tuple[str, str, bytes]]) -> list[Stored]:
+    def _retain_until(self, interaction_id: str) -> datetime:
+        """The record's `retain_until`, which new objects of it are locked until (WORM store)."""
+        with self._archive.index.read() as session:
+            return session.get_one(Interaction, interaction_id).retain_until
+
+    def _store(self, retain_until: datetime, items: list[tuple[str, str, bytes]]) -> list[Stored]:
         stored: list[Stored] = []
+        vault = self._archive.vault
         try:
             for kind, media_type, data in items:
-                stored.append(Stored(kind, media_type, self._archive.vault.store_bytes(data)))
+                ref = vault.store_bytes(data, retain_until=retain_until)
+                stored.append(Stored(kind, media_type, ref))
         except TapelineError:
             self._discard(stored)
             raise
@@ -325,7 +340,9 @@ class Amender:
             )
             for o in objects
         ]
-        manifest = build_manifest(self._archive, to_record(session, row), current)
+        manifest = build_manifest(
+            self._archive, to_record(session, row), current, retain_until=row.retain_until
+        )
         add_object_row(session, row.id, manifest)
         row.manifest_object_id = manifest.ref.object_id
         return manifest

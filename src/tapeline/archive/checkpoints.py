@@ -7,6 +7,11 @@ The chain alone cannot show that its newest entries were cut off (with the head 
 checkpoint can, and a copy written to `integrity.checkpoint_target` (a file, the local syslog, or
 a remote syslog collector over UDP, ideally on another box) still can when the checkpoint rows
 were cut as well.
+
+On a WORM store (S3 Object Lock) each checkpoint is also sealed as an `audit-segment` object: the
+signed checkpoint and the entries it covers, written COMPLIANCE-locked (the store's default, the
+longest retention class) before the checkpoint row commits. Whoever can rewrite the index still
+cannot rewrite or erase that segment of the audit trail before it expires.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from sqlalchemy.orm import Session
 from tapeline.archive.audit import HEAD_ID
 from tapeline.archive.core import Archive
 from tapeline.archive.crypto import public_key_text
-from tapeline.archive.models import AuditCheckpoint, AuditEntry, AuditHead
+from tapeline.archive.models import AuditCheckpoint, AuditEntry, AuditHead, StoredObject
 from tapeline.archive.records import iso
 from tapeline.archive.signing import canonical_json, sign, verify
 from tapeline.errors import StorageError
@@ -95,6 +100,8 @@ def write_checkpoint(archive: Archive, *, now: datetime) -> dict[str, Any] | Non
         session.add(row)
         session.flush()
         published = {**_body(row), "signature": row.signature, "public_key": row.public_key}
+        if archive.vault.store.worm:
+            _seal_segment(archive, session, published, entries, now)
     _publish(archive.config.integrity.checkpoint_target, published)
     return published
 
@@ -125,6 +132,51 @@ def _send_syslog(address: tuple[str, int], checkpoint: dict[str, Any]) -> None:
             sock.sendto(datagram, address)
     except OSError as exc:
         raise StorageError(f"cannot send checkpoint to syslog {address}: {exc}") from exc
+
+
+def _seal_segment(
+    archive: Archive,
+    session: Session,
+    checkpoint: dict[str, Any],
+    entries: list[AuditEntry],
+    now: datetime,
+) -> None:
+    """Store the checkpoint and its entries as one locked object, indexed like a certificate."""
+    body = {
+        "schema": "tapeline.audit-segment/1",
+        "checkpoint": checkpoint,
+        "entries": [
+            {
+                "seq": e.seq,
+                "ts": iso(e.ts),
+                "node_id": e.node_id,
+                "actor": e.actor,
+                "roles": e.roles,
+                "action": e.action,
+                "object_type": e.object_type,
+                "object_id": e.object_id,
+                "details": e.details,
+                "prev_hash": e.prev_hash,
+                "hash": e.hash,
+            }
+            for e in entries
+        ],
+    }
+    sealed = archive.vault.store_bytes(canonical_json(body))
+    session.add(
+        StoredObject(
+            id=sealed.object_id,
+            interaction_id=None,
+            kind="audit-segment",
+            media_type="application/json",
+            sha256=sealed.sha256,
+            size=sealed.size,
+            wrapped_key=sealed.wrapped_key,
+            key_id=sealed.key_id,
+            created_at=now,
+            purged_at=None,
+        )
+    )
 
 
 def _publish(target: str, checkpoint: dict[str, Any]) -> None:

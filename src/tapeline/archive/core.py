@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tapeline.archive.crypto import load_archive_key, load_signing_key
 from tapeline.archive.db import Index
 from tapeline.archive.objects import LocalObjectStore, ObjectStore
+from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.retention import load_templates
 from tapeline.archive.vault import Vault
 from tapeline.config import Config
@@ -72,6 +73,10 @@ def check_semantics(config: Config, *, source: str = "config") -> None:
     """
     if config.storage.backend == "s3" and not config.storage.s3_bucket:
         raise ConfigError(source, "storage.s3_bucket", 'required when storage.backend = "s3"')
+    if config.storage.replica_bucket and config.storage.backend != "s3":
+        raise ConfigError(source, "storage.replica_bucket", 'needs storage.backend = "s3"')
+    if config.storage.replica_bucket and config.storage.replica_path:
+        raise ConfigError(source, "storage.replica_path", "give one replica, not two")
     known = set(load_templates()) | {c.name for c in config.retention.classes}
     if config.retention.default_class not in known:
         names = ", ".join(sorted(known))
@@ -90,8 +95,19 @@ def open_store(config: Config, *, source: str = "config") -> ObjectStore:
         StorageError: the S3 endpoint cannot be reached.
     """
     storage = config.storage
+    primary: ObjectStore
     if storage.backend == "s3":
         from tapeline.archive.s3store import S3ObjectStore  # noqa: PLC0415  # boto3 only if used
 
-        return S3ObjectStore.from_config(storage, source=source)
-    return LocalObjectStore(storage.path, min_free_bytes=storage.min_free_bytes)
+        primary = S3ObjectStore.from_config(storage, source=source)
+        if storage.replica_bucket is not None:
+            replica = S3ObjectStore.from_config(
+                storage.model_copy(update={"s3_bucket": storage.replica_bucket}), source=source
+            )
+            return ReplicatedStore(primary, replica)
+    else:
+        primary = LocalObjectStore(storage.path, min_free_bytes=storage.min_free_bytes)
+    if storage.replica_path is not None:
+        local = LocalObjectStore(storage.replica_path, min_free_bytes=storage.min_free_bytes)
+        return ReplicatedStore(primary, local)
+    return primary

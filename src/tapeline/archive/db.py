@@ -4,17 +4,22 @@ SQLite runs in WAL mode with `synchronous=FULL` (a filed record must survive a p
 write transaction starts with `BEGIN IMMEDIATE`, so two processes (recorder and web) serialise on
 the write lock up front instead of failing half-way on a lock upgrade. PostgreSQL needs neither.
 Schema changes go through Alembic only; `migrate()` brings any database to the head revision.
+Several nodes (recorders, web processes) may start together against one PostgreSQL index: the
+upgrade runs inside one transaction that first takes a transaction-scoped advisory lock, so one
+process migrates while the others wait and then find the schema at head (PostgreSQL's DDL is
+transactional, so a failed upgrade leaves nothing half-done). SQLite serialises on BEGIN IMMEDIATE.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,6 +30,8 @@ from tapeline.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_S = 30
+# Any fixed 64-bit key: only Tapeline's own migrations take it ("tapeline" in ASCII).
+MIGRATION_LOCK_KEY = int.from_bytes(b"tapeline", "big") & 0x7FFF_FFFF_FFFF_FFFF
 READ_ONLY_OPTION = "tapeline_read_only"
 
 
@@ -67,6 +74,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def serialise(session: Session, name: str) -> None:
+    """Make this transaction the only one, across every node, holding the lock `name`.
+
+    PostgreSQL: a transaction-scoped advisory lock keyed by a hash of `name`, released at commit
+    or rollback. SQLite needs none: every write transaction already holds the database's one
+    write lock from BEGIN IMMEDIATE.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def migrate(engine: Engine) -> None:
     """Bring the index schema to the newest revision.
 
@@ -77,6 +97,10 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

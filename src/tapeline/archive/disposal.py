@@ -113,6 +113,7 @@ def plan_batch(session: Session, archive: Archive, batch: PurgeBatch, now: datet
             .where(StoredObject.interaction_id == rid, StoredObject.purged_at.is_(None))
             .order_by(StoredObject.id)
         ).scalars()
+        store = archive.vault.store
         plan.purge.append(
             {
                 "id": rid,
@@ -122,8 +123,16 @@ def plan_batch(session: Session, archive: Archive, batch: PurgeBatch, now: datet
                 "retention_class": row.retention_class,
                 "retain_until": iso(row.retain_until),
                 "hold_check": "not held at execution",
+                # the store's version ids name exactly what is deleted on a WORM (S3) store;
+                # a local disk has no versions, so the list is empty there
                 "objects": [
-                    {"object_id": o.id, "kind": o.kind, "sha256": o.sha256, "size": o.size}
+                    {
+                        "object_id": o.id,
+                        "kind": o.kind,
+                        "sha256": o.sha256,
+                        "size": o.size,
+                        "versions": store.version_ids(o.id),
+                    }
                     for o in objects
                 ],
             }
@@ -196,7 +205,9 @@ def execute_batch(archive: Archive, batch_id: str, *, now: datetime) -> str | No
         body = _certificate_body(archive, batch, plan, now, cert_id)
     signature = sign(archive.signing_key, canonical_json(body))
     sealed = archive.vault.store_bytes(
-        canonical_json({"certificate": body, "signature": signature}), object_id=cert_id
+        canonical_json({"certificate": body, "signature": signature}),
+        object_id=cert_id,
+        retain_until=now + CERTIFICATE_RETENTION,
     )
     doomed = [p["id"] for p in plan.purge]
     objects = [o["object_id"] for p in plan.purge for o in p["objects"]]

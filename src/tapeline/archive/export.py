@@ -278,6 +278,8 @@ def export_records(  # noqa: PLR0913  # who, what, where, why and when
             "export_id": export_id,
             "created_at": iso(moment),
             "node_id": archive.node_id,
+            # where the originals live: an examiner sees whether they came from WORM storage
+            "storage_mode": archive.storage_mode,
             "exported_by": actor.name,
             "purpose": purpose,
             "records": [r["id"] for r in records],

@@ -5,6 +5,13 @@ manifest object (the record's JSON and its objects' wrapped keys) is stored the 
 one index transaction writes the interaction, its parts, the audit entry and the outbox events.
 If that transaction fails, the objects just written are removed again (they were never a record),
 and the caller's journal is kept, so the capture can be filed again later.
+
+On a WORM store (S3 Object Lock) every object is written locked until the record's `retain_until`,
+so the retention decision is taken before anything is stored, in its own short transaction.
+Extensions and holds that match the record are only known once it is indexed; `lock_objects` then
+lengthens the objects' lock and sets their legal hold, with read-back, before the transaction
+commits, so a record is never indexed with objects the store would let go earlier than the index
+says. On a WORM store the removal of unfiled objects is refused (they stay locked, unreferenced).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
 from tapeline.archive.core import Archive
-from tapeline.archive.holds import apply_at_filing
+from tapeline.archive.db import serialise
+from tapeline.archive.holds import apply_at_filing, held_ids
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import (
     CaptureGap,
@@ -39,7 +47,7 @@ from tapeline.archive.models import (
 from tapeline.archive.parties import identifier_for
 from tapeline.archive.policies import decide_for_filing, extend_at_filing
 from tapeline.archive.records import to_record
-from tapeline.archive.retention import RecordFacts
+from tapeline.archive.retention import RecordFacts, RetentionDecision
 from tapeline.archive.vault import SealedRef
 from tapeline.errors import StorageError, TapelineError
 from tapeline.events.envelope import EventType
@@ -164,6 +172,11 @@ def _counterparty_id(
 ) -> int:
     """The person known by `identifier` or any alias (first match wins); the rest are linked."""
     every = list(dict.fromkeys([identifier, *(aliases or [])]))
+    # Two nodes (or two calls on one node) filing the first calls with a new person at once would
+    # both find nobody and both insert the identifier; one filing would then fail. Taking a lock
+    # per identifier (sorted: no deadlock) makes the second wait and find the first's row.
+    for ident in sorted(every):
+        serialise(session, f"counterparty:{ident}")
     found = session.execute(
         select(CounterpartyIdentifier).where(CounterpartyIdentifier.identifier.in_(every))
     ).scalars()
@@ -186,8 +199,17 @@ def link_identifier(session: Session, counterparty_id: int, identifier: str) -> 
         session.add(CounterpartyIdentifier(identifier=identifier, counterparty_id=counterparty_id))
 
 
-def build_manifest(archive: Archive, record: dict[str, Any], stored: list[Stored]) -> Stored:
-    """Seal a record's manifest: its JSON and the wrapped keys of its objects (DESIGN §5)."""
+def build_manifest(
+    archive: Archive,
+    record: dict[str, Any],
+    stored: list[Stored],
+    *,
+    retain_until: datetime | None = None,
+) -> Stored:
+    """Seal a record's manifest: its JSON and the wrapped keys of its objects (DESIGN §5).
+
+    `retain_until` is the record's; a WORM store locks the manifest until then.
+    """
     body = {
         "schema": "tapeline.manifest/1",
         "record": record,
@@ -205,7 +227,38 @@ def build_manifest(archive: Archive, record: dict[str, Any], stored: list[Stored
         ],
     }
     data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return Stored("manifest", "application/json", archive.vault.store_self_keyed(data))
+    ref = archive.vault.store_self_keyed(data, retain_until=retain_until)
+    return Stored("manifest", "application/json", ref)
+
+
+def lock_objects(
+    archive: Archive,
+    session: Session,
+    row: Interaction,
+    objects: list[Stored],
+    *,
+    stored_until: datetime,
+) -> None:
+    """Bring a WORM store's locks on a record's new objects up to what the index now says.
+
+    The objects were written locked until `stored_until`; an extension that matched the record
+    since then lengthened `row.retain_until`, and a hold whose scope matches it must show as the
+    store's legal hold. Both are confirmed by read-back in the store; nothing is ever shortened.
+    Nothing to do on a local disk (not WORM: the index alone keeps retention and holds).
+
+    Raises:
+        StorageError: the store refused or did not read back the lock.
+    """
+    store = archive.vault.store
+    if not store.worm or not objects:
+        return
+    if row.retain_until > stored_until:
+        for item in objects:
+            store.extend_retention(item.ref.object_id, row.retain_until)
+    region = archive.config.node.default_region
+    if held_ids(session, [row.id], region=region):
+        for item in objects:
+            store.set_legal_hold(item.ref.object_id, on=True)
 
 
 def add_object_row(session: Session, interaction_id: str, item: Stored) -> None:
@@ -233,34 +286,39 @@ class Filer:
         self._archive = archive
         self._actor = audit.Actor.system(component)
 
-    def _store_all(self, new: NewInteraction) -> list[Stored]:
+    def _store_all(self, new: NewInteraction, *, retain_until: datetime) -> list[Stored]:
         vault = self._archive.vault
         stored: list[Stored] = []
         try:
             if new.recording is not None:
                 media_type = "audio/flac" if new.recording.format == "flac" else "audio/ogg"
-                stored.append(
-                    Stored("recording", media_type, vault.store_bytes(new.recording.data))
-                )
+                ref = vault.store_bytes(new.recording.data, retain_until=retain_until)
+                stored.append(Stored("recording", media_type, ref))
             for media in new.media:
                 if media.data is not None:
                     kind_type = media.mime_type or "application/octet-stream"
-                    stored.append(Stored("media", kind_type, vault.store_bytes(media.data)))
+                    ref = vault.store_bytes(media.data, retain_until=retain_until)
+                    stored.append(Stored("media", kind_type, ref))
             for extra in new.attachments:
-                stored.append(  # noqa: PERF401  # a loop keeps what was stored if one fails
-                    Stored(extra.kind, extra.media_type, vault.store_bytes(extra.data))
-                )
+                ref = vault.store_bytes(extra.data, retain_until=retain_until)
+                stored.append(Stored(extra.kind, extra.media_type, ref))
         except TapelineError:
             self._discard(stored)
             raise
         return stored
 
     def _discard(self, stored: list[Stored]) -> None:
+        store = self._archive.vault.store
         for item in stored:
             try:
-                self._archive.vault.store.delete(item.ref.object_id)
-            except (OSError, StorageError):
-                log.exception("could not remove unfiled object %s", item.ref.object_id)
+                store.delete(item.ref.object_id)
+            except (OSError, StorageError) as exc:
+                if store.worm:  # expected: the store keeps it locked; no index row points at it
+                    log.warning(
+                        "unfiled object %s stays locked in the store: %s", item.ref.object_id, exc
+                    )
+                else:
+                    log.exception("could not remove unfiled object %s", item.ref.object_id)
 
     def file(
         self, new: NewInteraction, *, events: list[tuple[EventType, dict[str, Any]]] | None = None
@@ -270,17 +328,20 @@ class Filer:
         Raises:
             StorageError: storing or indexing failed; nothing was filed (DiskFull when full).
         """
-        stored = self._store_all(new)
+        decision = self._decide(new)
+        stored = self._store_all(new, retain_until=decision.retain_until)
         interaction_id = new_id()
         try:
             with self._archive.index.write() as session:
-                record = self._index(session, interaction_id, new, stored)
-                manifest = self._manifest(record, stored)
+                record = self._index(session, interaction_id, new, stored, decision)
+                row = session.get_one(Interaction, interaction_id)
+                manifest = self._manifest(record, stored, row.retain_until)
                 stored.append(manifest)
                 self._add_object(session, interaction_id, manifest)
-                session.get_one(
-                    Interaction, interaction_id
-                ).manifest_object_id = manifest.ref.object_id
+                row.manifest_object_id = manifest.ref.object_id
+                lock_objects(
+                    self._archive, session, row, stored, stored_until=decision.retain_until
+                )
                 audit.append(
                     session,
                     node_id=self._archive.node_id,
@@ -301,19 +362,14 @@ class Filer:
             raise
         return interaction_id
 
-    def _manifest(self, record: dict[str, Any], stored: list[Stored]) -> Stored:
-        return build_manifest(self._archive, record, stored)
+    def _manifest(
+        self, record: dict[str, Any], stored: list[Stored], retain_until: datetime
+    ) -> Stored:
+        return build_manifest(self._archive, record, stored, retain_until=retain_until)
 
-    def _add_object(self, session: Session, interaction_id: str, item: Stored) -> None:
-        add_object_row(session, interaction_id, item)
-
-    def _index(
-        self, session: Session, interaction_id: str, new: NewInteraction, stored: list[Stored]
-    ) -> dict[str, Any]:
-        config = self._archive.config
-        region = config.node.default_region
-        line = next((ln for ln in config.lines if ln.number == new.line_number), None)
-        facts = RecordFacts(
+    def _facts(self, new: NewInteraction) -> RecordFacts:
+        line = next((ln for ln in self._archive.config.lines if ln.number == new.line_number), None)
+        return RecordFacts(
             started_at=new.started_at,
             channel=new.channel,
             direction=new.direction,
@@ -322,7 +378,28 @@ class Filer:
             team=line.team if line else None,
             tags=tuple(new.tags),
         )
-        decision = decide_for_filing(session, self._archive, facts, requested=new.retention_class)
+
+    def _decide(self, new: NewInteraction) -> RetentionDecision:
+        """The record's class and `retain_until`, known before its objects are locked with it."""
+        with self._archive.index.write() as session:
+            return decide_for_filing(
+                session, self._archive, self._facts(new), requested=new.retention_class
+            )
+
+    def _add_object(self, session: Session, interaction_id: str, item: Stored) -> None:
+        add_object_row(session, interaction_id, item)
+
+    def _index(
+        self,
+        session: Session,
+        interaction_id: str,
+        new: NewInteraction,
+        stored: list[Stored],
+        decision: RetentionDecision,
+    ) -> dict[str, Any]:
+        config = self._archive.config
+        region = config.node.default_region
+        line = next((ln for ln in config.lines if ln.number == new.line_number), None)
         person_id = None
         person_ident = None
         if new.counterparty:

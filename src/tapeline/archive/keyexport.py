@@ -74,3 +74,36 @@ def open_export(data: bytes, passphrase: str) -> dict[str, str]:
         raise AccessDenied("wrong passphrase, or the export was altered") from exc
     result: dict[str, str] = json.loads(plain)
     return result
+
+
+def import_keys(
+    data: bytes, passphrase: str, archive_key_file: Path, signing_key_file: Path
+) -> None:
+    """Write both key files from an export (a restored or an additional node).
+
+    Existing key files are never overwritten: a node's keys are replaced by hand or not at all.
+
+    Raises:
+        AccessDenied: wrong passphrase or altered file.
+        TapelineError: a key file exists already, or cannot be written.
+    """
+    keys = open_export(data, passphrase)
+    written: list[Path] = []
+    try:
+        for path, text in (
+            (archive_key_file, keys["archive_key"]),
+            (signing_key_file, keys["signing_key"]),
+        ):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            written.append(path)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(text)
+    except FileExistsError as exc:
+        for path in written:
+            path.unlink()
+        raise TapelineError(f"{exc.filename} exists already; not overwritten") from exc
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise TapelineError(f"cannot write key file: {exc.strerror}") from exc

@@ -6,11 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tapeline import __version__
 from tapeline.archive.core import Archive
 from tapeline.archive.models import Alarm, JobLease, NodeHeartbeat, utcnow
+from tapeline.errors import StorageError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
 
@@ -130,20 +132,27 @@ def take_lease(archive: Archive, name: str, *, seconds: float) -> bool:
     """Take or renew the lease on a job; False when another node holds it."""
     now = utcnow()
     until = now + timedelta(seconds=seconds)
-    with archive.index.write() as session:
-        lease = session.get(JobLease, name)
-        if lease is None:
-            session.add(JobLease(name=name, holder=archive.node_id, expires_at=until))
-            return True
-        taken = session.execute(
-            update(JobLease)
-            .where(
-                JobLease.name == name,
-                (JobLease.holder == archive.node_id) | (JobLease.expires_at < now),
+    try:
+        with archive.index.write() as session:
+            lease = session.get(JobLease, name)
+            if lease is None:
+                session.add(JobLease(name=name, holder=archive.node_id, expires_at=until))
+                return True
+            taken = session.execute(
+                update(JobLease)
+                .where(
+                    JobLease.name == name,
+                    (JobLease.holder == archive.node_id) | (JobLease.expires_at < now),
+                )
+                .values(holder=archive.node_id, expires_at=until)
             )
-            .values(holder=archive.node_id, expires_at=until)
-        )
-        return bool(taken.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+            return bool(taken.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    except StorageError as exc:
+        # Two nodes took a job's very first lease at once (PostgreSQL lets both read "none"):
+        # the primary key lets one row in; the other node simply does not hold the lease.
+        if isinstance(exc.__cause__, IntegrityError):
+            return False
+        raise
 
 
 def node_statuses(archive: Archive) -> list[NodeHeartbeat]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from tapeline.archive import audit
 from tapeline.archive.access import Action, require
 from tapeline.archive.core import Archive
+from tapeline.archive.db import serialise
 from tapeline.archive.models import (
     Interaction,
     RetentionClassRow,
@@ -81,6 +82,10 @@ def _class_row(cls: RetentionClass, now: datetime, version: int = 1) -> Retentio
 
 def ensure_seeded(session: Session, config: Config, *, node_id: str) -> bool:
     """Load templates and configured classes and policies into an index that has none yet."""
+    if session.execute(select(func.count()).select_from(RetentionClassRow)).scalar_one():
+        return False
+    # Several nodes may start together on one fresh index: one seeds, the others then see it.
+    serialise(session, "retention-seed")
     if session.execute(select(func.count()).select_from(RetentionClassRow)).scalar_one():
         return False
     now = utcnow()

@@ -45,6 +45,11 @@ COMPLIANCE: Literal["COMPLIANCE"] = "COMPLIANCE"
 # So the store-level default is the longest built-in retention class (FINRA 4511, six years);
 # filing passes the record's own `retain_until` when it knows it.
 DEFAULT_RETENTION = timedelta(days=LONGEST_MINIMUM_DAYS)
+# A record can be filed after its `retain_until` has passed (an import of old calls, a zero-day
+# class); S3 refuses a past RetainUntilDate, and such a record must still be stored, not lost in a
+# retry loop. It is locked for this floor instead: shorter than any purge (the grace period after a
+# two-person approval is counted in days), so it never holds up a disposal that is due.
+PASSED_DATE_FLOOR = timedelta(days=1)
 # S3 has no free-space figure; capacity alarms for a bucket belong to the storage system.
 UNMETERED_FREE_BYTES = 2**63 - 1
 HTTP_NOT_FOUND = 404
@@ -194,17 +199,18 @@ class S3ObjectStore:
         Args:
             object_id: the new object's id (a UUID).
             chunks: the sealed bytes.
-            retain_until: keep at least until then; `DEFAULT_RETENTION` from now when absent.
+            retain_until: keep at least until then; `DEFAULT_RETENTION` from now when absent,
+                `PASSED_DATE_FLOOR` from now when it has passed already.
 
         Raises:
-            StorageError: the id exists, the date has passed, the write failed, or the
+            StorageError: the id exists, the write failed, or the
                 retention did not read back as COMPLIANCE until at least that date.
             ValueError: `retain_until` is not timezone-aware.
         """
         now = self._clock()
         until = _whole_seconds(retain_until or now + self._default_retention)
         if until <= now:
-            raise StorageError(f"object {object_id}: retain_until {until.isoformat()} has passed")
+            until = _whole_seconds(now + PASSED_DATE_FLOOR)
         key = str(uuid.UUID(object_id))
         if self.version_ids(object_id):
             raise StorageError(f"object {object_id} exists already")

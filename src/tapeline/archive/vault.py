@@ -11,6 +11,7 @@ import hashlib
 import struct
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from tapeline.archive.crypto import ArchiveKey, new_data_key, open_object, seal_object
 from tapeline.archive.ids import new_id
@@ -38,8 +39,17 @@ class Vault:
         self.store = store
         self.archive_key = archive_key
 
-    def store_bytes(self, plaintext: bytes, *, object_id: str | None = None) -> SealedRef:
+    def store_bytes(
+        self,
+        plaintext: bytes,
+        *,
+        object_id: str | None = None,
+        retain_until: datetime | None = None,
+    ) -> SealedRef:
         """Seal and store new content under a new id; verified by read-back.
+
+        `retain_until` is the record's: a WORM store locks the object until then (and confirms
+        the lock by read-back) before this returns.
 
         Raises:
             StorageError: the write failed (DiskFull when below the free-space floor).
@@ -49,7 +59,7 @@ class Vault:
         raw_id = uuid.UUID(oid).bytes
         key = new_data_key()
         digest = hashlib.sha256(plaintext).hexdigest()
-        self.store.put(oid, seal_object(raw_id, key, plaintext))
+        self.store.put(oid, seal_object(raw_id, key, plaintext), retain_until=retain_until)
         if hashlib.sha256(open_object(raw_id, key, self.store.get(oid))).hexdigest() != digest:
             raise IntegrityError(f"object {oid} did not read back as written")
         return SealedRef(
@@ -74,7 +84,9 @@ class Vault:
             raise IntegrityError(f"object {object_id} does not match its recorded SHA-256")
         return plaintext
 
-    def store_self_keyed(self, plaintext: bytes) -> SealedRef:
+    def store_self_keyed(
+        self, plaintext: bytes, *, retain_until: datetime | None = None
+    ) -> SealedRef:
         """Store an object that carries its own wrapped key (record manifests).
 
         A manifest holds the wrapped keys of its record's other objects, so the archive can be
@@ -87,7 +99,9 @@ class Vault:
         wrapped = self.archive_key.wrap(key, raw_id)
         digest = hashlib.sha256(plaintext).hexdigest()
         prefix = _SELF_KEY.pack(len(wrapped)) + wrapped
-        self.store.put(oid, [prefix, *seal_object(raw_id, key, plaintext)])
+        self.store.put(
+            oid, [prefix, *seal_object(raw_id, key, plaintext)], retain_until=retain_until
+        )
         ref = SealedRef(
             object_id=oid,
             sha256=digest,

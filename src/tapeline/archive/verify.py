@@ -16,7 +16,9 @@ from tapeline.archive.core import Archive
 from tapeline.archive.crypto import public_key_text
 from tapeline.archive.models import AuditEntry, DestructionCertificate, StoredObject
 from tapeline.archive.nodes import clear_alarm, raise_alarm
+from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.signing import canonical_json, verify
+from tapeline.archive.vault import Vault
 from tapeline.errors import IntegrityError, NotFound
 
 VERIFY_ALARM = "integrity.verify"
@@ -45,12 +47,17 @@ def verify_archive(archive: Archive) -> VerifyReport:
         rows = session.execute(
             select(StoredObject).where(StoredObject.purged_at.is_(None)).order_by(StoredObject.id)
         ).scalars()
+        replica = _replica_vault(archive)
         for obj in rows:
             known.add(obj.id)
             report.objects_checked += 1
             found = object_problem(archive, obj)
             if found is not None:
                 report.problems.append(found)
+            if replica is not None:
+                copy = object_problem(archive, obj, vault=replica)
+                if copy is not None:
+                    report.problems.append(f"replica copy: {copy}")
         for problem in iter_chain_problems(session):
             report.problems.append(problem.reason)
         report.problems.extend(
@@ -86,15 +93,26 @@ def alarm_on_report(archive: Archive, report: VerifyReport) -> bool:
     return raise_alarm(archive, code=VERIFY_ALARM, severity="critical", message=message)
 
 
-def object_problem(archive: Archive, obj: StoredObject) -> str | None:
-    """Why a live object cannot be read back as recorded, or None when it can."""
+def _replica_vault(archive: Archive) -> Vault | None:
+    """The second copy opened with the same archive key, when a replica is configured."""
+    store = archive.vault.store
+    if isinstance(store, ReplicatedStore):
+        return Vault(store.replica, archive.vault.archive_key)
+    return None
+
+
+def object_problem(
+    archive: Archive, obj: StoredObject, *, vault: Vault | None = None
+) -> str | None:
+    """Why a live object cannot be read back as recorded (from `vault`, default the archive's)."""
+    source = vault or archive.vault
     try:
         if obj.kind == "manifest":
-            archive.vault.load_self_keyed(obj.id, sha256=obj.sha256)
+            source.load_self_keyed(obj.id, sha256=obj.sha256)
         elif obj.wrapped_key is None:
             return f"object {obj.id}: its data key is missing"
         else:
-            archive.vault.load(obj.id, obj.wrapped_key, obj.sha256)
+            source.load(obj.id, obj.wrapped_key, obj.sha256)
     except (IntegrityError, NotFound) as exc:
         return f"object {obj.id}: {exc}"
     return None

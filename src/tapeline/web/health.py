@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tapeline.archive.core import Archive
+from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.s3store import S3ObjectStore
 from tapeline.errors import TapelineError
 
@@ -23,6 +24,8 @@ def readiness(archive: Archive, *, details: bool) -> tuple[int, dict[str, Any]]:
     except SQLAlchemyError as exc:
         checks["database"] = ("fail", exc.__class__.__name__)
     store = archive.vault.store
+    if isinstance(store, ReplicatedStore):  # readiness is about the primary, which serves reads
+        store = store.primary
     if isinstance(store, S3ObjectStore):
         try:
             store.check_bucket()

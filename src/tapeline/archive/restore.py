@@ -1,0 +1,73 @@
+"""Reproduce records from a copy of the objects and the escrowed archive key alone.
+
+Every record has a manifest object that carries its own wrapped key and lists the record's JSON
+and its other objects' wrapped keys (filing.build_manifest). So a replica bucket or folder plus the
+archive key from `tapeline key import` is enough to open every record's content and check it
+against the SHA-256 the manifest names, with no index at all. A record amended later has several
+manifests; the newest (the one listing the most objects) describes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tapeline.archive.crypto import ArchiveKey
+from tapeline.archive.objects import ObjectStore
+from tapeline.archive.vault import Vault
+from tapeline.errors import IntegrityError, NotFound
+
+MANIFEST_SCHEMA = "tapeline.manifest/1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reproduced:
+    """One record as read back from the copy: its JSON and its objects' checked hashes."""
+
+    record: dict[str, Any]
+    objects: dict[str, str]  # object id -> SHA-256 of the plaintext, checked on opening
+
+
+def _manifest(vault: Vault, object_id: str) -> dict[str, Any] | None:
+    """The manifest stored under `object_id`, or None when the object is not a manifest."""
+    try:
+        body = json.loads(vault.load_self_keyed(object_id))
+    except (IntegrityError, ValueError, UnicodeDecodeError):
+        return None  # other objects carry no key of their own: not a manifest
+    if not isinstance(body, dict) or body.get("schema") != MANIFEST_SCHEMA:
+        return None
+    return body
+
+
+def reproduce(store: ObjectStore, archive_key: ArchiveKey) -> list[Reproduced]:
+    """Every record whose manifest is in `store`, each object opened and hash-checked.
+
+    Raises:
+        IntegrityError: an object a manifest lists does not open or does not match its hash.
+        NotFound: an object a manifest lists is missing from the copy.
+        StorageError: the copy cannot be read.
+    """
+    vault = Vault(store, archive_key)
+    newest: dict[str, dict[str, Any]] = {}
+    for object_id in store.ids():
+        body = _manifest(vault, object_id)
+        if body is None:
+            continue
+        rid = str(body["record"]["id"])
+        if rid not in newest or len(body["objects"]) > len(newest[rid]["objects"]):
+            newest[rid] = body
+    found = []
+    for rid in sorted(newest):
+        body = newest[rid]
+        checked = {}
+        for item in body["objects"]:
+            oid, sha = str(item["object_id"]), str(item["sha256"])
+            try:
+                vault.load(oid, base64.b64decode(item["wrapped_key"]), sha)
+            except NotFound as exc:
+                raise NotFound(f"record {rid}: object {oid} is missing from the copy") from exc
+            checked[oid] = sha
+        found.append(Reproduced(record=body["record"], objects=checked))
+    return found
