@@ -32,7 +32,18 @@ from tapeline.web.deps import API_PREFIX, Ctx, CurrentUser, WebContext
 from tapeline.web.health import readiness
 from tapeline.web.pages import render
 from tapeline.web.ratelimit import LoginLimiter
-from tapeline.web.routes import account, admin, api, auth, oversight, records
+from tapeline.web.routes import (
+    account,
+    admin,
+    api,
+    api_engine,
+    auth,
+    exports,
+    holds,
+    oversight,
+    records,
+    retention,
+)
 
 HERE = Path(__file__).parent
 PUBLIC_PATHS = frozenset({"/login", "/livez", "/readyz", "/static"})
@@ -131,8 +142,17 @@ def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> Fast
     def metrics(_: CurrentUser) -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
-    routers = (auth.router, account.router, records.router, admin.router, oversight.router)
-    for router in (*routers, api.router, api.schema_router(app)):
+    routers = (
+        auth.router,
+        account.router,
+        records.router,
+        admin.router,
+        oversight.router,
+        holds.router,
+        retention.router,
+        exports.router,
+    )
+    for router in (*routers, api.router, api_engine.router, api.schema_router(app)):
         # Flat, so `app.routes` lists every path operation (the route enumeration test walks it).
         app.router.routes.extend(router.routes)
     return app
