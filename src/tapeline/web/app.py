@@ -12,6 +12,8 @@ screens of the archive engine (issue 8) are added the same way, as routers calli
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -104,11 +106,23 @@ def _error(request: Request, status_code: int, detail: str) -> Response:
     )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    ctx: WebContext = app.state.web
+    ctx.exports.close()  # finished bundles are copies of records: none left behind on disk
+
+
 def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> FastAPI:
     """Build the web application around an opened archive."""
     # The schema is served behind login (api.schema_router), never at FastAPI's public default URL.
     app = FastAPI(
-        title="Tapeline", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+        title="Tapeline",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan,
     )
     app.state.web = WebContext(
         archive=archive,

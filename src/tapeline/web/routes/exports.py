@@ -62,6 +62,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
 def download(request: Request, ctx: WebContext, user: LoggedIn, job_id: str) -> Response:
     """The finished bundle, sent only after its download is audited (page and API)."""
+    require(user.actor, Action.EXPORT)  # a refusal, not "not found", for the wrong role
     job = ctx.exports.get(user.actor, job_id)
     if job.state != DONE or job.path is None:
         raise NotFound(f"export {job_id} is not ready ({job.state})")
