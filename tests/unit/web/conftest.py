@@ -42,9 +42,11 @@ ACCOUNTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("remy", ["records-manager"], []),
     ("rosa", ["records-manager"], []),
     ("eve", ["export-officer"], []),
+    # Every role the API's write routes need, so the fuzz test reaches their handlers.
+    ("max", ["reviewer", "legal", "export-officer"], []),
 )
 # Roles that approve or export need a second factor (C-74); these accounts get one.
-WITH_TOTP = frozenset({"ada", "lena", "leo", "remy", "rosa", "eve"})
+WITH_TOTP = frozenset({"ada", "lena", "leo", "remy", "rosa", "eve", "max"})
 
 
 @dataclass

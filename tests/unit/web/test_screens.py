@@ -229,3 +229,16 @@ def test_api_places_releases_holds_and_exports_with_tokens(site: Site, tmp_path:
     path.write_bytes(zipped.content)
     assert verify_export(path).ok
     assert "export.downloaded" in _actions(site, "eve")
+
+
+def test_an_export_matching_nothing_fails_visibly_and_leaves_no_file(site: Site) -> None:
+    eve = site.login("eve")
+    eve.post("/exports", data={"csrf": csrf_of(eve), "party": "+15550100000"})
+    jobs = _jobs(eve).exports
+    jobs.wait()
+    table = eve.get("/exports/jobs", headers={"HX-Request": "true"}).text
+    assert 'data-state="failed"' in table
+    assert "no record matches" in table
+    assert "download" not in table
+    assert jobs.folder is not None
+    assert list(jobs.folder.iterdir()) == []  # the half-made zip was removed
