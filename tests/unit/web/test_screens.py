@@ -242,3 +242,18 @@ def test_an_export_matching_nothing_fails_visibly_and_leaves_no_file(site: Site)
     assert "download" not in table
     assert jobs.folder is not None
     assert list(jobs.folder.iterdir()) == []  # the half-made zip was removed
+
+
+def test_a_hold_on_a_saved_search_covers_what_the_search_matches(site: Site) -> None:
+    lena = site.login("lena")
+    saved = lena.post(
+        "/searches",
+        data={"csrf": csrf_of(lena), "name": "client-voice", "party": CLIENT, "channel": "voice"},
+    )
+    assert "Search client-voice saved." in saved.text
+    placed = lena.post(
+        "/holds",
+        data={"csrf": csrf_of(lena), "matter": "M-2", "saved_search": "client-voice"},
+    )
+    assert "placed on 2 records" in placed.text, placed.text  # the two calls, no messages
+    assert "search.saved" in _actions(site, "lena")

@@ -121,3 +121,27 @@ def approve_release(request: Request, ctx: Ctx, user: CurrentUser, hold_id: RowI
     except TapelineError as exc:
         return _page(request, ctx, user, error=_refused(exc))
     return _page(request, ctx, user, notice=f"Hold on {matter} released.")
+
+
+@router.post("/searches")
+def save_search(  # noqa: PLR0913, PLR0917  # one argument per form field
+    request: Request,
+    ctx: Ctx,
+    user: CurrentUser,
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+    party: Field = "",
+    line: Field = "",
+    team: Field = "",
+    channel: Field = "",
+    since: Field = "",
+    until: Field = "",
+) -> Response:
+    """Save a named search that a hold (now and for later records) can be scoped by."""
+    try:
+        scope = scope_of(
+            party=party, line=line, team=team, channel=channel, since=since, until=until
+        )
+        searches.save_search(ctx.archive, user.actor, name=name.strip(), scope=scope)
+    except TapelineError as exc:
+        return _page(request, ctx, user, error=_refused(exc))
+    return _page(request, ctx, user, notice=f"Search {name.strip()} saved.")
