@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from tapeline.archive import exporting
 from tapeline.archive.access import Action, allowed, require
@@ -88,7 +88,6 @@ def _page(  # noqa: PLR0913  # the page, who sees it, and what the last action s
     q: SearchForm,
     *,
     error: str = "",
-    notice: str = "",
     report: dict[str, Any] | None = None,
 ) -> Response:
     if not any(allowed(user.actor, a) for a in (Action.EXPORT, Action.READ_AUDIT)):
@@ -101,7 +100,6 @@ def _page(  # noqa: PLR0913  # the page, who sees it, and what the last action s
         "busy": any(j["state"] in {QUEUED, RUNNING} for j in jobs),
         "can_export": allowed(user.actor, Action.EXPORT),
         "error": error,
-        "notice": notice,
         "report": report,
         "partial": "_export_jobs.html",
     }
@@ -140,10 +138,11 @@ def create(  # noqa: PLR0913, PLR0917  # one argument per form field
         scope = scope_of(
             party=party, line=line, team=team, channel=channel, since=since, until=until
         )
-        job = start_export(ctx, user, scope, purpose=purpose.strip())
+        start_export(ctx, user, scope, purpose=purpose.strip())
     except TapelineError as exc:
         return _page(request, ctx, user, form, error=str(exc))
-    return _page(request, ctx, user, form, notice=f"Export {job.id} started.")
+    # Post/redirect/get: reloading the page must not start the same export again.
+    return RedirectResponse("/exports", status_code=303)
 
 
 @router.get("/exports/{job_id}/download")
