@@ -134,6 +134,18 @@ def test_retention_change_needs_a_second_records_manager_and_extension_lengthens
     with site.archive.index.read() as session:
         after = session.get_one(Interaction, site.call_id).retain_until
     assert after > before
+    policy = rosa.post(
+        "/retention/policies",
+        data={"csrf": csrf_of(rosa), "name": "fx-lines", "class": "fx-desk", "team": "rates"},
+    )
+    found = re.search(r"Proposal (\d+) open", policy.text)
+    assert found is not None, policy.text
+    in_force = remy.post(
+        f"/retention/proposals/{found.group(1)}/approve", data={"csrf": csrf_of(remy)}
+    )
+    assert re.search(
+        r"<td>fx-lines</td><td>fx-desk</td><td><span class=\"q\">team=rates", in_force.text
+    )
     assert "retention.extended" in _actions(site, "rosa")
     assert "retention.approval_refused" in _actions(site, "remy")
     rita = site.login("rita")
