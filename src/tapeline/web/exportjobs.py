@@ -9,6 +9,7 @@ audits the writing itself, `exporting.record_download` each download).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ QUEUED = "queued"
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -95,6 +97,11 @@ class ExportJobs:
         except TapelineError as exc:  # refusals and storage errors alike are shown to the user
             target.unlink(missing_ok=True)
             job.error = str(exc)
+            job.state = FAILED
+        except Exception:  # a worker thread has nobody to raise to: log it, show the job failed
+            LOG.exception("export %s failed", job.id)
+            target.unlink(missing_ok=True)
+            job.error = "internal error (see the web service's log)"
             job.state = FAILED
         else:
             job.path = target

@@ -7,10 +7,12 @@ import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from tapeline.archive.exportcheck import verify_export
 from tapeline.archive.models import AuditEntry, Hold, Interaction
+from tapeline.web import exportjobs
 from tapeline.web.deps import WebContext
 from tests.asgiclient import AsgiClient
 from tests.unit.web.conftest import CLIENT, Site, csrf_of
@@ -269,3 +271,20 @@ def test_a_hold_on_a_saved_search_covers_what_the_search_matches(site: Site) -> 
     )
     assert "placed on 2 records" in placed.text, placed.text  # the two calls, no messages
     assert "search.saved" in _actions(site, "lena")
+
+
+def test_an_unexpected_error_in_the_export_worker_fails_the_job_instead_of_hanging(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        message = "decoder crashed"
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(exportjobs, "export_records", broken)
+    eve = site.login("eve")
+    eve.post("/exports", data={"csrf": csrf_of(eve), "party": CLIENT})
+    _jobs(eve).exports.wait()
+    table = eve.get("/exports/jobs", headers={"HX-Request": "true"}).text
+    assert 'data-state="failed"' in table
+    assert "internal error" in table
+    assert "every 2s" not in table  # the page stops polling

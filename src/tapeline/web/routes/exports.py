@@ -27,7 +27,9 @@ from tapeline.web.sessions import LoggedIn
 
 router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form(max_length=200)]
-MAX_UPLOAD = 2 * 1024**3  # an export of a large matter; more is refused, not buffered
+# An export of a large matter. Starlette has spooled the upload to a temporary file by the time
+# the handler runs; past this size it is not copied again nor checked.
+MAX_UPLOAD = 2 * 1024**3
 CHUNK = 1024 * 1024
 
 
