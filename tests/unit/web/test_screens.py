@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tapeline.archive import policies
 from tapeline.archive.exportcheck import verify_export
-from tapeline.archive.models import AuditEntry, Hold, Interaction
+from tapeline.archive.models import AuditEntry, Hold, Interaction, RetentionProposal
 from tapeline.web import exportjobs
 from tapeline.web.deps import WebContext
 from tests.asgiclient import AsgiClient
@@ -288,3 +289,19 @@ def test_an_unexpected_error_in_the_export_worker_fails_the_job_instead_of_hangi
     assert 'data-state="failed"' in table
     assert "internal error" in table
     assert "every 2s" not in table  # the page stops polling
+
+
+def test_a_class_change_from_the_page_keeps_the_accessible_period(site: Site) -> None:
+    remy = site.login("remy")
+    with_access = remy.post(
+        "/retention/classes",
+        data={"csrf": csrf_of(remy), "name": "sec-17a-4", "minimum_days": "2000"},
+    )
+    found = re.search(r"Proposal (\d+) open", with_access.text)
+    assert found is not None, with_access.text
+    with site.archive.index.read() as session:
+        payload = session.get_one(RetentionProposal, int(found.group(1))).payload
+    seeded = {c["name"]: c for c in policies.overview(site.archive)["classes"]}["sec-17a-4"]
+    assert seeded["accessible_days"] is not None  # a class that has one, or this proves nothing
+    assert payload["accessible_days"] == seeded["accessible_days"]
+    assert payload["minimum_days"] == 2000  # the value typed in the form

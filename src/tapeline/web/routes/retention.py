@@ -66,11 +66,13 @@ def propose_class(  # noqa: PLR0913, PLR0917  # one argument per form field
     rule: Field = "",
 ) -> Response:
     """Propose a new or changed class (another records manager approves)."""
+    # The form has no field for it: a change keeps the class's accessible period as it is.
+    known = {c["name"]: c for c in policies.retention_report(ctx.archive, user.actor)["classes"]}
     payload: dict[str, Any] = {
         "name": name.strip(),
         "minimum_days": minimum_days,
         "maximum_days": maximum_days,
-        "accessible_days": None,
+        "accessible_days": known.get(name.strip(), {}).get("accessible_days"),
         "start": start,
         "rule": rule.strip(),
     }
