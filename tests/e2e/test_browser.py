@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tapeline.archive import totp
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
+from tapeline.archive.exportcheck import verify_export
 from tapeline.archive.filing import MediaIn
 from tapeline.archive.nodes import heartbeat
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
@@ -84,6 +85,7 @@ class Live:
     call_id: str
     admin_totp: bytes
     console: list[str] = field(default_factory=list)
+    secrets: dict[str, bytes] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +112,20 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         with_totp=True,
     )
     assert secret is not None
+    # Roles that hold, export or approve sign in with a second factor.
+    secrets: dict[str, bytes] = {}
+    for name, role in (("lena", "legal"), ("eve", "export-officer"), ("remy", "records-manager")):
+        made = add_user(
+            archive,
+            name=name,
+            roles=[role],
+            teams=[],
+            password=PASSWORD,
+            by=Actor.system("test"),
+            with_totp=True,
+        )
+        assert made is not None
+        secrets[name] = made
     call = file_synthetic_call(
         archive, line="+442071230001", counterparty="+447700900123", started_at=T0, seconds=6.0
     )
@@ -142,7 +158,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         time.sleep(0.05)
     host, port = config.web.address
     try:
-        yield Live(base=f"https://{host}:{port}", archive=archive, call_id=call, admin_totp=secret)
+        yield Live(
+            base=f"https://{host}:{port}",
+            archive=archive,
+            call_id=call,
+            admin_totp=secret,
+            secrets=secrets,
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -261,4 +283,65 @@ def test_admin_and_auditor_screens_render_without_csp_violations(
     page.screenshot(path=str(tmp_path / "account.png"), full_page=True)
     for shot in ("audit", "status", "users", "account"):
         assert (tmp_path / f"{shot}.png").stat().st_size > 1000
+    _no_csp_violations(page, live)
+
+
+def _code(live: Live, name: str) -> str:
+    return totp.totp(live.secrets[name], time.time())
+
+
+def test_place_a_hold_and_see_it_on_the_record(page: Page, live: Live, tmp_path: Path) -> None:
+    _login(page, "lena", _code(live, "lena"))
+    page.goto("/holds")
+    page.fill("#place-hold input[name=matter]", "SEC inquiry 2026-14")
+    page.fill("#place-hold input[name=party]", "+44 7700 900123")
+    page.click("#place-hold button[type=submit]")
+    page.wait_for_selector("p.notice")
+    assert "placed on 3 records" in page.inner_text("p.notice")  # the call and both messages
+    row = page.locator("#holds tbody tr").first
+    assert row.locator("td.count").inner_text() == "3"
+    assert row.locator("td.state").inner_text() == "active"
+    page.screenshot(path=str(tmp_path / "holds.png"), full_page=True)
+    _no_csp_violations(page, live)
+    page.click("header form button[type=submit]")  # log out, then read the record as a reviewer
+    page.wait_for_url("**/login")
+    _login(page)
+    page.goto(f"/records/{live.call_id}")
+    assert "on hold: SEC inquiry 2026-14" in page.inner_text("#record-holds")
+    page.screenshot(path=str(tmp_path / "record-held.png"), full_page=True)
+    assert (tmp_path / "holds.png").stat().st_size > 1000
+    _no_csp_violations(page, live)
+
+
+def test_create_an_export_download_and_verify_it(page: Page, live: Live, tmp_path: Path) -> None:
+    _login(page, "eve", _code(live, "eve"))
+    page.goto("/exports?party=%2B447700900123&channel=whatsapp")  # filters carried from a search
+    assert page.input_value("#new-export input[name=party]") == "+447700900123"
+    page.fill("#new-export input[name=purpose]", "FCA request 2026/031")
+    page.click("#new-export button[type=submit]")
+    link = page.locator("#export-jobs a.download")
+    link.wait_for(timeout=60_000)  # htmx polls the job table until the bundle is written
+    with page.expect_download() as started:
+        link.click()
+    bundle = tmp_path / "export.zip"
+    started.value.save_as(bundle)
+    report = verify_export(bundle)
+    assert report.ok, report.problems
+    assert report.records == 2  # the two WhatsApp messages
+    page.set_input_files("#verify-export input[name=bundle]", str(bundle))
+    page.click("#verify-export button[type=submit]")
+    page.wait_for_selector("#verify-report")
+    assert "export ok" in page.inner_text("#verify-report")
+    page.screenshot(path=str(tmp_path / "exports.png"), full_page=True)
+    assert (tmp_path / "exports.png").stat().st_size > 1000
+    _no_csp_violations(page, live)
+
+
+def test_retention_page_lists_classes(page: Page, live: Live, tmp_path: Path) -> None:
+    _login(page, "remy", _code(live, "remy"))
+    page.goto("/retention")
+    assert page.locator("#classes tbody tr").count() >= 1
+    assert page.locator("#propose-class").count() == 1
+    page.screenshot(path=str(tmp_path / "retention.png"), full_page=True)
+    assert (tmp_path / "retention.png").stat().st_size > 1000
     _no_csp_violations(page, live)

@@ -17,6 +17,7 @@ Layout of the zip (C-24, 17a-4(f)(2)(iv)):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import html
@@ -259,37 +260,40 @@ def export_records(  # noqa: PLR0913  # who, what, where, why and when
     require(actor, Action.EXPORT)
     moment = now or utcnow()
     export_id = new_id()
-    bundle = _Bundle(target)
     with archive.index.write() as session:
         records = search(session, filters)
         if not records:
             raise TapelineError("no record matches the filters: nothing to export")
-        links = {r["id"]: _add_record(archive, session, bundle, r) for r in records}
-        threads = _threads(records, links)
-        for path, page in threads.items():
-            bundle.add(path, page)
-        bundle.add("index.html", _index(records, links, sorted(threads)))
-        bundle.add("metadata.json", json.dumps(records, indent=2, sort_keys=True).encode())
-        bundle.add("metadata.csv", _csv(records))
-        key_text = public_key_text(archive.signing_key)
-        bundle.add(PUBLIC_KEY, key_text.encode() + b"\n")
-        manifest = {
-            "schema": "tapeline.export/1",
-            "export_id": export_id,
-            "created_at": iso(moment),
-            "node_id": archive.node_id,
-            # where the originals live: an examiner sees whether they came from WORM storage
-            "storage_mode": archive.storage_mode,
-            "exported_by": actor.name,
-            "purpose": purpose,
-            "records": [r["id"] for r in records],
-            "public_key": key_text,
-            "files": bundle.files,
-        }
-        manifest_bytes = canonical_json(manifest)
-        bundle.zip.writestr(MANIFEST, manifest_bytes)
-        bundle.zip.writestr(SIGNATURE, sign(archive.signing_key, manifest_bytes) + "\n")
-        bundle.zip.close()
+        bundle = _Bundle(target)
+        # Closed on failure too (close is idempotent): a zip left open would later write its
+        # directory into the caller's file after it was closed, from the garbage collector.
+        with contextlib.closing(bundle.zip):
+            links = {r["id"]: _add_record(archive, session, bundle, r) for r in records}
+            threads = _threads(records, links)
+            for path, page in threads.items():
+                bundle.add(path, page)
+            bundle.add("index.html", _index(records, links, sorted(threads)))
+            bundle.add("metadata.json", json.dumps(records, indent=2, sort_keys=True).encode())
+            bundle.add("metadata.csv", _csv(records))
+            key_text = public_key_text(archive.signing_key)
+            bundle.add(PUBLIC_KEY, key_text.encode() + b"\n")
+            manifest = {
+                "schema": "tapeline.export/1",
+                "export_id": export_id,
+                "created_at": iso(moment),
+                "node_id": archive.node_id,
+                # where the originals live: an examiner sees whether they came from WORM storage
+                "storage_mode": archive.storage_mode,
+                "exported_by": actor.name,
+                "purpose": purpose,
+                "records": [r["id"] for r in records],
+                "public_key": key_text,
+                "files": bundle.files,
+            }
+            manifest_bytes = canonical_json(manifest)
+            bundle.zip.writestr(MANIFEST, manifest_bytes)
+            bundle.zip.writestr(SIGNATURE, sign(archive.signing_key, manifest_bytes) + "\n")
+            bundle.zip.close()
         digest = hashlib.sha256(manifest_bytes).hexdigest()
         audit.append(
             session,

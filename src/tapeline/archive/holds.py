@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
-from tapeline.archive.access import Action, require
+from tapeline.archive.access import Action, allowed, require
 from tapeline.archive.core import Archive
 from tapeline.archive.models import (
     HeldRecord,
@@ -263,6 +263,30 @@ def list_holds(archive: Archive, *, include_released: bool = True) -> list[dict[
         if not include_released:
             query = query.where(Hold.state.in_(HOLDING_STATES))
         return [describe(session, h) for h in session.execute(query).scalars()]
+
+
+def hold_report(archive: Archive, actor: audit.Actor) -> list[dict[str, Any]]:
+    """The hold report for the people who act on holds: legal, records managers, auditors.
+
+    Raises:
+        AccessDenied: the actor has none of those roles.
+    """
+    if not any(allowed(actor, a) for a in (Action.HOLD, Action.RETENTION, Action.READ_AUDIT)):
+        raise AccessDenied(f"{actor.name} may not read the hold report")
+    return list_holds(archive)
+
+
+def matter_of(archive: Archive, hold_id: int) -> str:
+    """The matter of an unreleased hold (the API names holds by id, the engine by matter).
+
+    Raises:
+        NotFound: no unreleased hold has that id.
+    """
+    with archive.index.read() as session:
+        hold = session.get(Hold, hold_id)
+        if hold is None or hold.state not in HOLDING_STATES:
+            raise NotFound(f"no unreleased hold {hold_id}")
+        return hold.matter
 
 
 def describe(session: Session, hold: Hold) -> dict[str, Any]:

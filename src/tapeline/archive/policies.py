@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tapeline.archive import audit
-from tapeline.archive.access import Action, require
+from tapeline.archive.access import Action, allowed, require
 from tapeline.archive.core import Archive
 from tapeline.archive.db import serialise
 from tapeline.archive.models import (
@@ -383,6 +383,17 @@ def overview(archive: Archive) -> dict[str, Any]:
             ],
             "proposals": [_describe_proposal(p) for p in proposals],
         }
+
+
+def retention_report(archive: Archive, actor: audit.Actor) -> dict[str, Any]:
+    """`overview` for the people who act on retention: records managers, legal, auditors.
+
+    Raises:
+        AccessDenied: the actor has none of those roles.
+    """
+    if not any(allowed(actor, a) for a in (Action.RETENTION, Action.HOLD, Action.READ_AUDIT)):
+        raise AccessDenied(f"{actor.name} may not read the retention classes and policies")
+    return overview(archive)
 
 
 # --- extensions -------------------------------------------------------------------------------

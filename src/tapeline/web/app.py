@@ -12,6 +12,8 @@ screens of the archive engine (issue 8) are added the same way, as routers calli
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -32,7 +34,18 @@ from tapeline.web.deps import API_PREFIX, Ctx, CurrentUser, WebContext
 from tapeline.web.health import readiness
 from tapeline.web.pages import render
 from tapeline.web.ratelimit import LoginLimiter
-from tapeline.web.routes import account, admin, api, auth, oversight, records
+from tapeline.web.routes import (
+    account,
+    admin,
+    api,
+    api_engine,
+    auth,
+    exports,
+    holds,
+    oversight,
+    records,
+    retention,
+)
 
 HERE = Path(__file__).parent
 PUBLIC_PATHS = frozenset({"/login", "/livez", "/readyz", "/static"})
@@ -93,11 +106,23 @@ def _error(request: Request, status_code: int, detail: str) -> Response:
     )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    ctx: WebContext = app.state.web
+    ctx.exports.close()  # finished bundles are copies of records: none left behind on disk
+
+
 def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> FastAPI:
     """Build the web application around an opened archive."""
     # The schema is served behind login (api.schema_router), never at FastAPI's public default URL.
     app = FastAPI(
-        title="Tapeline", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+        title="Tapeline",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan,
     )
     app.state.web = WebContext(
         archive=archive,
@@ -131,8 +156,17 @@ def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> Fast
     def metrics(_: CurrentUser) -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
-    routers = (auth.router, account.router, records.router, admin.router, oversight.router)
-    for router in (*routers, api.router, api.schema_router(app)):
+    routers = (
+        auth.router,
+        account.router,
+        records.router,
+        admin.router,
+        oversight.router,
+        holds.router,
+        retention.router,
+        exports.router,
+    )
+    for router in (*routers, api.router, api_engine.router, api.schema_router(app)):
         # Flat, so `app.routes` lists every path operation (the route enumeration test walks it).
         app.router.routes.extend(router.routes)
     return app

@@ -14,7 +14,7 @@ Deny by default: every route that is not in `PUBLIC_PATHS` takes `CurrentUser` (
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from tapeline.archive.core import Archive
 from tapeline.web import sessions, tokens
+from tapeline.web.exportjobs import ExportJobs
 from tapeline.web.ratelimit import LoginLimiter
 
 # A row id in a path: bounded so it fits the index's 64-bit integers (found by schemathesis).
@@ -37,6 +38,7 @@ class WebContext:
     archive: Archive
     templates: Jinja2Templates
     limiter: LoginLimiter
+    exports: ExportJobs = field(default_factory=ExportJobs)
 
 
 def context(request: Request) -> WebContext:

@@ -25,6 +25,11 @@ def nav(user: LoggedIn | None) -> dict[str, bool]:
         "play": allowed(actor, Action.PLAY),
         "audit": allowed(actor, Action.READ_AUDIT),
         "users": allowed(actor, Action.MANAGE_USERS),
+        "holds": any(allowed(actor, a) for a in (Action.HOLD, Action.RETENTION, Action.READ_AUDIT)),
+        "retention": any(
+            allowed(actor, a) for a in (Action.RETENTION, Action.HOLD, Action.READ_AUDIT)
+        ),
+        "exports": any(allowed(actor, a) for a in (Action.EXPORT, Action.READ_AUDIT)),
     }
 
 

@@ -38,7 +38,15 @@ ACCOUNTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("sam", ["supervisor"], ["rates"]),
     ("audrey", ["auditor"], []),
     ("lena", ["legal"], []),
+    ("leo", ["legal"], []),
+    ("remy", ["records-manager"], []),
+    ("rosa", ["records-manager"], []),
+    ("eve", ["export-officer"], []),
+    # Every role the API's write routes need, so the fuzz test reaches their handlers.
+    ("max", ["reviewer", "legal", "export-officer"], []),
 )
+# Roles that approve or export need a second factor (C-74); these accounts get one.
+WITH_TOTP = frozenset({"ada", "lena", "leo", "remy", "rosa", "eve", "max"})
 
 
 @dataclass
@@ -89,7 +97,7 @@ def site(config: Config) -> Iterator[Site]:
             teams=teams,
             password=PASSWORD,
             by=SYSTEM,
-            with_totp=name in {"ada", "lena"},
+            with_totp=name in WITH_TOTP,
         )
         if secret is not None:
             secrets[name] = secret
@@ -138,5 +146,6 @@ def site(config: Config) -> Iterator[Site]:
         yield made
     finally:
         for client in made.clients:
+            client.app.state.web.exports.close()  # type: ignore[attr-defined]  # a FastAPI app
             client.close()
         archive.close()

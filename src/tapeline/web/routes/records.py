@@ -100,6 +100,7 @@ def search_page(request: Request, ctx: Ctx, user: CurrentUser, form: SearchQuery
     more = len(results) > PAGE_SIZE
     values = {
         "can_search": can_search,
+        "can_export": allowed(user.actor, Action.EXPORT),
         "results": results[:PAGE_SIZE],
         "more": more,
         "q": form,
