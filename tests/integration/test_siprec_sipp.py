@@ -16,6 +16,8 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,22 +243,41 @@ def test_signalled_call_without_media_is_filed_as_a_capture_failure(
 
 
 def _start_recorder(config_path: Path) -> subprocess.Popen[bytes]:
+    """Start a recorder and wait until /readyz says every service started (listeners bound)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    host, port = load_config(config_path, environ={}).node.status_listen.rsplit(":", 1)
-    deadline = time.monotonic() + 30
+    status = load_config(config_path, environ={}).node.status_listen
+    deadline = time.monotonic() + 60
     while True:
+        assert proc.poll() is None, "recorder exited"
+        assert time.monotonic() < deadline, "recorder did not start"
         try:
-            socket.create_connection((host, int(port)), timeout=1).close()
+            url = f"http://{status}/readyz"  # the loopback status listener
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:  # a failing check answers 503 with the same body
+            body = exc.read()
         except OSError:
-            assert time.monotonic() < deadline, "recorder did not start"
-            assert proc.poll() is None, "recorder exited"
             time.sleep(0.1)
-        else:
+            continue
+        checks = json.loads(body).get("checks", {})
+        if _check_status(checks.get("started")) == "pass":
             return proc
+        time.sleep(0.1)
+
+
+def _check_status(check: object) -> str | None:
+    """The status of one /readyz check, whichever shape the report gives it."""
+    if isinstance(check, dict):
+        return str(check.get("status"))
+    if isinstance(check, list) and check:
+        return _check_status(check[0])
+    if isinstance(check, str):
+        return check
+    return None
 
 
 def test_kill_9_mid_call_then_restart_files_the_first_part_marked_incomplete(

@@ -113,6 +113,11 @@ class Recorder:
         )
         return EmbeddedServer(config)
 
+    def _started_check(self) -> tuple[str, str]:
+        if self.ready.is_set():
+            return "pass", "every service started"
+        return "fail", "starting"
+
     async def _watchdog(self) -> None:
         interval = watchdog_interval()
         if interval is None:
@@ -140,6 +145,9 @@ class Recorder:
         try:
             async with asyncio.TaskGroup() as group:
                 runtime = Runtime(archive=archive, active_calls=self.active_calls)
+                # The status listener answers while services still start (crash recovery can
+                # take a while): until every listener is bound, /readyz fails with "starting".
+                runtime.health_checks["started"] = self._started_check
                 status = self._status_server = self._make_status_server(runtime)
                 status_task = group.create_task(status.serve(), name="status")
                 for service in self.services:
