@@ -1,0 +1,159 @@
+"""A clean appliance restored from the replica and the escrowed keys alone (issue 9).
+
+Appliance A files calls and WhatsApp messages through the real filing path with a replica folder;
+its keys are exported; appliance B (new index, no objects, no keys of its own) imports them and
+runs `tapeline restore --from-replica` against A's replica. B's `verify` passes and B's
+`query --json` equals A's, except the counterparty's `id`, a row number local to each index.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from tapeline.archive.core import Archive
+from tapeline.archive.filing import MediaIn
+from tapeline.archive.models import AuditEntry
+from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
+from tapeline.config import parse_config
+from tests.conftest import config_dict, tapeline
+from tests.tomlwriter import dumps
+
+LINE = "+442071230001"
+PARTY = "+447700900123"
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def _write(base: Path, data: dict[str, Any]) -> Path:
+    path = base / "tapeline.toml"
+    path.write_text(dumps(data))
+    return path
+
+
+def _reviewer(base: Path, config: Path) -> list[str]:
+    """A reviewer account (reading records needs one); returns the flags that act as it."""
+    pw = base / "pw-rita"
+    pw.write_text("rita long password 1234\n")
+    admin_pw = base / "pw-ada"
+    admin_pw.write_text("ada long password 1234\n")
+    c = str(config)
+    tapeline("user", "add", "ada", "--role", "admin", "-c", c, "--password-file", str(admin_pw))
+    tapeline(
+        "user", "add", "rita", "--role", "reviewer", "-c", c, "--password-file", str(pw),
+        "--as", "ada", "--as-password-file", str(admin_pw),
+    )  # fmt: skip
+    return ["--as", "rita", "--password-file", str(pw)]
+
+
+def _records(config: Path, actor: list[str]) -> dict[str, dict[str, Any]]:
+    out = tapeline("query", "-c", str(config), *actor, "--json").stdout
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    for record in records:
+        if record["counterparty"] is not None:
+            record["counterparty"].pop("id")  # the index's own row number for the person
+    return {r["id"]: r for r in records}
+
+
+def _file_on_a(data: dict[str, Any]) -> set[str]:
+    archive = Archive.open(parse_config(data, source="test"))
+    try:
+        filed = {
+            file_synthetic_call(
+                archive,
+                line=LINE,
+                counterparty=PARTY,
+                started_at=T0 + timedelta(minutes=i),
+                tags=["desk"],
+                quality={"lost": i},
+            )
+            for i in range(2)
+        }
+        filed.add(
+            file_synthetic_message(
+                archive,
+                line=LINE,
+                counterparty=PARTY,
+                started_at=T0 + timedelta(hours=1),
+                text="see you at 10",
+                counterparty_name="Carol Client",
+                media=[
+                    MediaIn(data=b"\x89PNG not really", media_id="m1", mime_type="image/png"),
+                    MediaIn(data=None, media_id="m2", mime_type="image/jpeg"),
+                ],
+            )
+        )
+        filed.add(
+            file_synthetic_message(
+                archive,
+                line="+442071230002",
+                counterparty="+447700900999",
+                started_at=T0 + timedelta(hours=2),
+                text="sent",
+                direction="outbound",
+                status="delivered",
+            )
+        )
+    finally:
+        archive.close()
+    return filed
+
+
+def test_a_clean_appliance_restored_from_the_replica_reproduces_every_record(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    data_a = config_dict(a)
+    data_a["storage"]["replica_path"] = str(a / "replica")
+    config_a = _write(a, data_a)
+    filed = _file_on_a(data_a)
+    reader_a = _reviewer(a, config_a)
+    records_a = _records(config_a, reader_a)
+    assert set(records_a) == filed
+
+    (tmp_path / "escrow-pw").write_text("a long escrow passphrase\n")
+    escrow, pw = tmp_path / "escrow.keys", str(tmp_path / "escrow-pw")
+    tapeline("key", "export", "-c", str(config_a), "--out", str(escrow), "--passphrase-file", pw)
+
+    data_b = config_dict(b)  # new index, empty object folder; its own keys give way to A's
+    data_b["node"]["id"] = "restored-node"
+    data_b["storage"]["replica_path"] = str(a / "replica")
+    for key in (Path(data_b["storage"]["key_file"]), Path(data_b["node"]["signing_key_file"])):
+        key.unlink()
+    config_b = _write(b, data_b)
+    tapeline("key", "import", "-c", str(config_b), "--in", str(escrow), "--passphrase-file", pw)
+    out = tapeline("restore", "-c", str(config_b), "--from-replica").stdout
+    assert "records restored: 4\n" in out
+    assert "not restored: users, holds" in out
+    # Every object of A's records (and their manifests) is now in B's own primary folder.
+    primary_b = {p.name for p in (b / "objects").rglob("*") if p.is_file()}
+    primary_a = {p.name for p in (a / "objects").rglob("*") if p.is_file()}
+    assert primary_a <= primary_b
+
+    again = tapeline("restore", "-c", str(config_b), "--from-replica", check=False)
+    assert again.returncode != 0
+    assert "index is not empty" in again.stderr
+
+    verified = tapeline("verify", "-c", str(config_b), check=False)
+    assert verified.returncode == 0, verified.stdout
+    assert "archive ok" in verified.stdout
+
+    records_b = _records(config_b, _reviewer(b, config_b))
+    assert records_b == records_a
+    media = next(r for r in records_b.values() if r["message"] and r["message"]["media"])
+    assert [m["state"] for m in media["message"]["media"]] == ["stored", "failed"]
+
+    restored = Archive.open(parse_config(data_b, source="test"))
+    try:
+        with restored.index.read() as session:
+            entry = session.execute(
+                select(AuditEntry).where(AuditEntry.action == "archive.restored")
+            ).scalar_one()
+    finally:
+        restored.close()
+    assert entry.actor == "system:restore"
+    assert entry.details["records"] == len(filed)
+    assert entry.details["copied"] == len(primary_a)
