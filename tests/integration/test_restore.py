@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from tapeline.archive.core import Archive
@@ -20,7 +21,7 @@ from tapeline.archive.filing import MediaIn
 from tapeline.archive.models import AuditEntry
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.config import parse_config
-from tests.conftest import config_dict, tapeline
+from tests.conftest import CephRgw, config_dict, tapeline
 from tests.tomlwriter import dumps
 
 LINE = "+442071230001"
@@ -102,12 +103,53 @@ def _file_on_a(data: dict[str, Any]) -> set[str]:
     return filed
 
 
-def test_a_clean_appliance_restored_from_the_replica_reproduces_every_record(
+def _object_ids(data: dict[str, Any]) -> set[str]:
+    """The object ids in the primary store of the appliance `data` configures."""
+    archive = Archive.open(parse_config(data, source="test"))
+    try:
+        return set(archive.vault.store.ids())
+    finally:
+        archive.close()
+
+
+def _clean(base: Path) -> dict[str, Any]:
+    """A new appliance: empty index and primary, and no keys (they come from the escrow)."""
+    data = config_dict(base)
+    data["node"]["id"] = "restored-node"
+    for key in (Path(data["storage"]["key_file"]), Path(data["node"]["signing_key_file"])):
+        key.unlink()
+    return data
+
+
+def test_a_clean_appliance_restored_from_a_replica_folder_reproduces_every_record(
     tmp_path: Path,
 ) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     data_a = config_dict(a)
     data_a["storage"]["replica_path"] = str(a / "replica")
+    data_b = _clean(b)
+    data_b["storage"]["replica_path"] = str(a / "replica")
+    _restore_and_compare(tmp_path, data_a, data_b)
+
+
+@pytest.mark.s3
+def test_a_clean_appliance_restored_from_a_replica_bucket_reproduces_every_record(
+    tmp_path: Path, ceph_rgw: CephRgw
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    replica = ceph_rgw.new_bucket()
+    data_a = config_dict(a)
+    data_a["storage"].update(ceph_rgw.storage_keys(a, ceph_rgw.new_bucket()))
+    data_a["storage"]["replica_bucket"] = replica
+    data_b = _clean(b)
+    data_b["storage"].update(ceph_rgw.storage_keys(b, ceph_rgw.new_bucket()))
+    data_b["storage"]["replica_bucket"] = replica
+    _restore_and_compare(tmp_path, data_a, data_b)
+
+
+def _restore_and_compare(tmp_path: Path, data_a: dict[str, Any], data_b: dict[str, Any]) -> None:
+    """File on A, restore on B from A's replica (as `data_b` names it), and compare."""
+    a, b = tmp_path / "a", tmp_path / "b"
     config_a = _write(a, data_a)
     filed = _file_on_a(data_a)
     reader_a = _reviewer(a, config_a)
@@ -118,20 +160,19 @@ def test_a_clean_appliance_restored_from_the_replica_reproduces_every_record(
     escrow, pw = tmp_path / "escrow.keys", str(tmp_path / "escrow-pw")
     tapeline("key", "export", "-c", str(config_a), "--out", str(escrow), "--passphrase-file", pw)
 
-    data_b = config_dict(b)  # new index, empty object folder; its own keys give way to A's
-    data_b["node"]["id"] = "restored-node"
-    data_b["storage"]["replica_path"] = str(a / "replica")
-    for key in (Path(data_b["storage"]["key_file"]), Path(data_b["node"]["signing_key_file"])):
-        key.unlink()
     config_b = _write(b, data_b)
     tapeline("key", "import", "-c", str(config_b), "--in", str(escrow), "--passphrase-file", pw)
     out = tapeline("restore", "-c", str(config_b), "--from-replica").stdout
     assert "records restored: 4\n" in out
     assert "not restored: users, holds" in out
-    # Every object of A's records (and their manifests) is now in B's own primary folder.
-    primary_b = {p.name for p in (b / "objects").rglob("*") if p.is_file()}
-    primary_a = {p.name for p in (a / "objects").rglob("*") if p.is_file()}
-    assert primary_a <= primary_b
+    # Every object of A's records (and their manifests) is now in B's own primary store.
+    restored = Archive.open(parse_config(data_b, source="test"))
+    try:
+        primary_b = set(restored.vault.store.ids())
+    finally:
+        restored.close()
+    a_objects = _object_ids(data_a)
+    assert a_objects <= primary_b
 
     again = tapeline("restore", "-c", str(config_b), "--from-replica", check=False)
     assert again.returncode != 0
@@ -156,4 +197,4 @@ def test_a_clean_appliance_restored_from_the_replica_reproduces_every_record(
         restored.close()
     assert entry.actor == "system:restore"
     assert entry.details["records"] == len(filed)
-    assert entry.details["copied"] == len(primary_a)
+    assert entry.details["copied"] == len(a_objects)
