@@ -771,6 +771,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         for kind in ("missing", "failed", "short", "gaps"):
             for item in report[kind]:
                 out.write(f"  {kind.upper()}: {json.dumps(item, sort_keys=True)}\n")
+        for item in report["replica"]:
+            if item["replica"] != "present":
+                out.write(f"  REPLICA MISSING: {item['interaction_id']}\n")
     incomplete = report["missing"] or report["failed"] or report["short"]
     return 1 if incomplete else 0
 

@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tapeline.archive.audit import Actor
+from tapeline.archive.cdr import reconcile
 from tapeline.archive.core import Archive
 from tapeline.archive.filing import MediaIn
-from tapeline.archive.models import AuditEntry
+from tapeline.archive.models import AuditEntry, Interaction
+from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.config import parse_config
 from tests.conftest import CephRgw, config_dict, tapeline
@@ -198,3 +201,46 @@ def _restore_and_compare(tmp_path: Path, data_a: dict[str, Any], data_b: dict[st
     assert entry.actor == "system:restore"
     assert entry.details["records"] == len(filed)
     assert entry.details["copied"] == len(a_objects)
+
+
+def test_the_completeness_report_shows_each_records_replica_state(tmp_path: Path) -> None:
+    data = config_dict(tmp_path)
+    data["storage"]["replica_path"] = str(tmp_path / "replica")
+    archive = Archive.open(parse_config(data, source="test"))
+    try:
+        kept, lost = (
+            file_synthetic_call(
+                archive, line=LINE, counterparty=PARTY, started_at=T0 + timedelta(minutes=i)
+            )
+            for i in range(2)
+        )
+        later = file_synthetic_call(
+            archive, line=LINE, counterparty=PARTY, started_at=T0 + timedelta(days=1)
+        )
+        store = archive.vault.store
+        assert isinstance(store, ReplicatedStore)
+        with archive.index.read() as session:
+            manifest = session.get_one(Interaction, lost).manifest_object_id
+        assert manifest is not None
+        store.replica.delete(manifest)  # the second copy loses one object of one record
+        report = reconcile(archive, Actor(name="rmo", roles=("records-manager",)), T0.date())
+    finally:
+        archive.close()
+    assert report["replica"] == sorted(
+        [
+            {"interaction_id": kept, "replica": "present"},
+            {"interaction_id": lost, "replica": "missing"},
+        ],
+        key=lambda r: r["interaction_id"],
+    )
+    assert later not in {r["interaction_id"] for r in report["replica"]}
+    without = config_dict(tmp_path / "plain")
+    plain = Archive.open(parse_config(without, source="test"))
+    try:
+        file_synthetic_call(plain, line=LINE, counterparty=PARTY, started_at=T0)
+        assert (
+            reconcile(plain, Actor(name="rmo", roles=("records-manager",)), T0.date())["replica"]
+            == []
+        )
+    finally:
+        plain.close()

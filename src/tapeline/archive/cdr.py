@@ -39,6 +39,7 @@ from tapeline.archive.models import (
 from tapeline.archive.nodes import raise_alarm
 from tapeline.archive.parties import identifier_for
 from tapeline.archive.records import iso
+from tapeline.archive.verify import replica_states
 from tapeline.errors import TapelineError
 
 COLUMNS = ("start", "end", "from", "to", "call_id", "line")
@@ -239,6 +240,7 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
                     }
                 )
         report["gaps"] = _gaps(session, start, end, configured)
+        report["replica"] = _replica(archive, session, start, end)
         audit.append(
             session,
             node_id=archive.node_id,
@@ -246,7 +248,10 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
             action="reconcile.run",
             object_type="reconciliation",
             object_id=day.isoformat(),
-            details={k: len(report[k]) for k in ("missing", "failed", "short", "gaps")},
+            details={
+                **{k: len(report[k]) for k in ("missing", "failed", "short", "gaps")},
+                "replica_missing": sum(r["replica"] == "missing" for r in report["replica"]),
+            },
         )
     trouble = len(report["missing"]) + len(report["failed"]) + len(report["short"])
     if trouble:
@@ -257,6 +262,27 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
             message=f"reconciliation {day.isoformat()}: {trouble} calls missing or short",
         )
     return report
+
+
+def _replica(
+    archive: Archive, session: Session, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Every live record of the day with its second copy's state (empty without a replica)."""
+    ids = list(
+        session.execute(
+            select(Interaction.id)
+            .where(
+                Interaction.started_at >= start,
+                Interaction.started_at < end,
+                Interaction.purged_at.is_(None),
+            )
+            .order_by(Interaction.started_at, Interaction.id)
+        ).scalars()
+    )
+    states = replica_states(archive, session, ids)
+    if states is None:
+        return []
+    return [{"interaction_id": rid, "replica": states[rid]} for rid in ids]
 
 
 def _gaps(
