@@ -9,6 +9,7 @@ runs `tapeline restore --from-replica` against A's replica. B's `verify` passes 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,25 @@ def test_the_completeness_report_shows_each_records_replica_state(tmp_path: Path
         )
     finally:
         plain.close()
+
+
+def test_a_copy_of_the_replica_used_as_the_primary_is_restored_in_place(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    data_a = config_dict(a)
+    data_a["storage"]["replica_path"] = str(a / "replica")
+    filed = _file_on_a(data_a)
+    (tmp_path / "escrow-pw").write_text("a long escrow passphrase\n")
+    escrow, pw = tmp_path / "escrow.keys", str(tmp_path / "escrow-pw")
+    tapeline(
+        "key", "export", "-c", str(_write(a, data_a)), "--out", str(escrow),
+        "--passphrase-file", pw,
+    )  # fmt: skip
+    data_b = _clean(b)
+    shutil.copytree(a / "replica", data_b["storage"]["path"])  # e.g. carried over on a disk
+    config_b = _write(b, data_b)
+    tapeline("key", "import", "-c", str(config_b), "--in", str(escrow), "--passphrase-file", pw)
+    out = tapeline("restore", "-c", str(config_b), "--from-replica").stdout
+    assert f"records restored: {len(filed)}\n" in out
+    assert "objects copied to the primary: 0\n" in out
+    verified = tapeline("verify", "-c", str(config_b), check=False)
+    assert verified.returncode == 0, verified.stdout
