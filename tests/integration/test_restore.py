@@ -25,7 +25,7 @@ from tapeline.archive.models import AuditEntry, Interaction
 from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.config import parse_config
-from tests.conftest import CephRgw, config_dict, tapeline
+from tests.conftest import CephRgw, PostgresServer, config_dict, tapeline
 from tests.tomlwriter import dumps
 
 LINE = "+442071230001"
@@ -116,9 +116,9 @@ def _object_ids(data: dict[str, Any]) -> set[str]:
         archive.close()
 
 
-def _clean(base: Path) -> dict[str, Any]:
+def _clean(base: Path, database_url: str | None = None) -> dict[str, Any]:
     """A new appliance: empty index and primary, and no keys (they come from the escrow)."""
-    data = config_dict(base)
+    data = config_dict(base, database_url)
     data["node"]["id"] = "restored-node"
     for key in (Path(data["storage"]["key_file"]), Path(data["node"]["signing_key_file"])):
         key.unlink()
@@ -132,6 +132,18 @@ def test_a_clean_appliance_restored_from_a_replica_folder_reproduces_every_recor
     data_a = config_dict(a)
     data_a["storage"]["replica_path"] = str(a / "replica")
     data_b = _clean(b)
+    data_b["storage"]["replica_path"] = str(a / "replica")
+    _restore_and_compare(tmp_path, data_a, data_b)
+
+
+@pytest.mark.postgres
+def test_a_restore_into_a_postgresql_index_reproduces_every_record(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    data_a = config_dict(a, postgres.new_database())
+    data_a["storage"]["replica_path"] = str(a / "replica")
+    data_b = _clean(b, postgres.new_database())
     data_b["storage"]["replica_path"] = str(a / "replica")
     _restore_and_compare(tmp_path, data_a, data_b)
 
