@@ -289,6 +289,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out = _out()
     out.write(f"records restored: {report.records}\nobjects indexed: {report.objects}\n")
     out.write(f"objects copied to the primary: {report.copied}\n")
+    for rid in report.extended:
+        out.write(f"retain_until taken from the replica's lock (extended after filing): {rid}\n")
+    for rid in report.held_in_store:
+        out.write(f"under a legal hold in the replica; place the hold again: {rid}\n")
     for item in report.not_restored:
         out.write(f"not in the manifests, not restored: {item}\n")
     return 0

@@ -21,8 +21,10 @@ from tapeline.archive.audit import Actor
 from tapeline.archive.cdr import reconcile
 from tapeline.archive.core import Archive
 from tapeline.archive.filing import MediaIn
+from tapeline.archive.holds import place_hold
 from tapeline.archive.models import AuditEntry, Interaction
 from tapeline.archive.replica import ReplicatedStore
+from tapeline.archive.searches import scope_from
 from tapeline.archive.synthetic import file_synthetic_call, file_synthetic_message
 from tapeline.config import parse_config
 from tests.conftest import CephRgw, PostgresServer, config_dict, tapeline
@@ -30,6 +32,8 @@ from tests.tomlwriter import dumps
 
 LINE = "+442071230001"
 PARTY = "+447700900123"
+HELD_PARTY = "+447700900999"
+LENA = Actor(name="lena", roles=("legal",))
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 
@@ -95,7 +99,7 @@ def _file_on_a(data: dict[str, Any]) -> set[str]:
             file_synthetic_message(
                 archive,
                 line="+442071230002",
-                counterparty="+447700900999",
+                counterparty=HELD_PARTY,
                 started_at=T0 + timedelta(hours=2),
                 text="sent",
                 direction="outbound",
@@ -160,17 +164,49 @@ def test_a_clean_appliance_restored_from_a_replica_bucket_reproduces_every_recor
     data_b = _clean(b)
     data_b["storage"].update(ceph_rgw.storage_keys(b, ceph_rgw.new_bucket()))
     data_b["storage"]["replica_bucket"] = replica
-    _restore_and_compare(tmp_path, data_a, data_b)
+    _restore_and_compare(tmp_path, data_a, data_b, worm=True)
 
 
-def _restore_and_compare(tmp_path: Path, data_a: dict[str, Any], data_b: dict[str, Any]) -> None:
-    """File on A, restore on B from A's replica (as `data_b` names it), and compare."""
+def _restore_entry(data: dict[str, Any]) -> AuditEntry:
+    """The one audit entry the restore wrote on the appliance `data` configures."""
+    archive = Archive.open(parse_config(data, source="test"))
+    try:
+        with archive.index.read() as session:
+            return session.execute(
+                select(AuditEntry).where(AuditEntry.action == "archive.restored")
+            ).scalar_one()
+    finally:
+        archive.close()
+
+
+def _hold(data: dict[str, Any], party: str) -> None:
+    archive = Archive.open(parse_config(data, source="test"))
+    try:
+        place_hold(archive, LENA, matter="FCA-17", scope=scope_from(party=party))
+    finally:
+        archive.close()
+
+
+def _restore_and_compare(
+    tmp_path: Path, data_a: dict[str, Any], data_b: dict[str, Any], *, worm: bool = False
+) -> None:
+    """File on A, restore on B from A's replica (as `data_b` names it), and compare.
+
+    On a WORM replica one record is also held on A after filing: the hold is not in its
+    manifest, the replica's legal hold shows it, and B names the record for legal to hold again.
+    """
     a, b = tmp_path / "a", tmp_path / "b"
     config_a = _write(a, data_a)
     filed = _file_on_a(data_a)
+    if worm:
+        _hold(data_a, HELD_PARTY)
     reader_a = _reviewer(a, config_a)
     records_a = _records(config_a, reader_a)
     assert set(records_a) == filed
+    held = {rid for rid, r in records_a.items() if r["holds"]}
+    assert len(held) == (1 if worm else 0)
+    for record in records_a.values():
+        record["holds"] = []  # hold rows are not rebuilt (the report names the held records)
 
     (tmp_path / "escrow-pw").write_text("a long escrow passphrase\n")
     escrow, pw = tmp_path / "escrow.keys", str(tmp_path / "escrow-pw")
@@ -181,6 +217,9 @@ def _restore_and_compare(tmp_path: Path, data_a: dict[str, Any], data_b: dict[st
     out = tapeline("restore", "-c", str(config_b), "--from-replica").stdout
     assert "records restored: 4\n" in out
     assert "not restored: users, holds" in out
+    assert "taken from the replica's lock" not in out  # whole-second rounding is not an extension
+    for rid in held:
+        assert f"under a legal hold in the replica; place the hold again: {rid}\n" in out
     # Every object of A's records (and their manifests) is now in B's own primary store.
     restored = Archive.open(parse_config(data_b, source="test"))
     try:
@@ -203,17 +242,11 @@ def _restore_and_compare(tmp_path: Path, data_a: dict[str, Any], data_b: dict[st
     media = next(r for r in records_b.values() if r["message"] and r["message"]["media"])
     assert [m["state"] for m in media["message"]["media"]] == ["stored", "failed"]
 
-    restored = Archive.open(parse_config(data_b, source="test"))
-    try:
-        with restored.index.read() as session:
-            entry = session.execute(
-                select(AuditEntry).where(AuditEntry.action == "archive.restored")
-            ).scalar_one()
-    finally:
-        restored.close()
+    entry = _restore_entry(data_b)
     assert entry.actor == "system:restore"
     assert entry.details["records"] == len(filed)
     assert entry.details["copied"] == len(a_objects)
+    assert entry.details["held_in_store"] == sorted(held)
 
 
 def test_the_completeness_report_shows_each_records_replica_state(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -41,6 +41,7 @@ from tapeline.archive.objects import ObjectStore
 from tapeline.archive.parties import identifier_for
 from tapeline.archive.replica import ReplicatedStore
 from tapeline.archive.restore import ManifestCopy, manifests_by_record
+from tapeline.archive.s3store import S3ObjectStore
 from tapeline.archive.vault import Vault
 from tapeline.errors import TapelineError
 
@@ -56,11 +57,26 @@ class RestoreReport:
     records: int = 0
     objects: int = 0
     copied: int = 0
+    extended: list[str] = field(default_factory=list)
+    held_in_store: list[str] = field(default_factory=list)
     not_restored: list[str] = field(default_factory=list)
 
 
 def _when(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _store_lock(source: ObjectStore, manifest_id: str) -> tuple[datetime | None, bool]:
+    """A WORM replica's lock on a record's manifest: the latest retain-until and any legal hold.
+
+    Extensions and holds after filing are not in the manifest, but the replica mirrored them onto
+    every object's lock (replica.ReplicatedStore), so the lock is the later word on both.
+    """
+    if not isinstance(source, S3ObjectStore) or not source.worm:
+        return None, False
+    versions = source.version_ids(manifest_id)
+    until = max((source.retention(manifest_id, v)[1] for v in versions), default=None)
+    return until, any(source.legal_hold(manifest_id, v) == "ON" for v in versions)
 
 
 def _source(archive: Archive) -> tuple[ObjectStore, ObjectStore]:
@@ -96,6 +112,7 @@ def restore_from_replica(archive: Archive, actor: audit.Actor) -> RestoreReport:
         for rid in sorted(found):
             versions = found[rid]
             newest = versions[-1]
+            _apply_lock(source, newest, report)
             report.copied += _copy_objects(vault, source, primary, versions, newest.body)
             report.objects += _index_record(session, versions, region, vault.archive_key.key_id)
             report.records += 1
@@ -115,10 +132,27 @@ def restore_from_replica(archive: Archive, actor: audit.Actor) -> RestoreReport:
                 "objects": report.objects,
                 "copied": report.copied,
                 "source_mode": source.mode,
+                "retention_extended_from_store": report.extended,
+                # No hold row can be rebuilt (matter, who placed it, scope are not in the store);
+                # legal re-places these holds, and the store keeps the copies locked meanwhile.
+                "held_in_store": report.held_in_store,
                 "not_restored": report.not_restored,
             },
         )
     return report
+
+
+def _apply_lock(source: ObjectStore, newest: ManifestCopy, report: RestoreReport) -> None:
+    """Take a later retain-until from the replica's lock; list records the replica holds."""
+    record = newest.body["record"]
+    until, held = _store_lock(source, newest.object_id)
+    filed_until = _when(record["retain_until"])
+    # The store keeps whole seconds, rounded up: only a later date by more than that is news.
+    if until is not None and filed_until is not None and until > filed_until + timedelta(seconds=1):
+        record["retain_until"] = until.isoformat()
+        report.extended.append(str(record["id"]))
+    if held:
+        report.held_in_store.append(str(record["id"]))
 
 
 def _copy_objects(
