@@ -41,13 +41,8 @@ class ManifestCopy:
     size: int
 
 
-def _manifest(vault: Vault, object_id: str) -> dict[str, Any] | None:
-    """The manifest stored under `object_id`, or None when the object is not a manifest."""
-    found = _manifest_copy(vault, object_id)
-    return None if found is None else found.body
-
-
 def _manifest_copy(vault: Vault, object_id: str) -> ManifestCopy | None:
+    """The manifest stored under `object_id`, or None when the object is not a manifest."""
     try:
         plain = vault.load_self_keyed(object_id)
         body = json.loads(plain)
@@ -84,14 +79,7 @@ def reproduce(store: ObjectStore, archive_key: ArchiveKey) -> list[Reproduced]:
         StorageError: the copy cannot be read.
     """
     vault = Vault(store, archive_key)
-    newest: dict[str, dict[str, Any]] = {}
-    for object_id in store.ids():
-        body = _manifest(vault, object_id)
-        if body is None:
-            continue
-        rid = str(body["record"]["id"])
-        if rid not in newest or len(body["objects"]) > len(newest[rid]["objects"]):
-            newest[rid] = body
+    newest = {rid: found[-1].body for rid, found in manifests_by_record(vault, store).items()}
     found = []
     for rid in sorted(newest):
         body = newest[rid]
