@@ -273,6 +273,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Rebuild a clean appliance's index from the replica's record manifests."""
+    from tapeline.archive.audit import Actor  # noqa: PLC0415
+    from tapeline.archive.rebuild import restore_from_replica  # noqa: PLC0415
+
+    if not args.from_replica:
+        raise TapelineError("restore needs --from-replica (the only source it knows)")
+    archive = _open_archive(args)
+    try:
+        # A clean appliance has no accounts yet; the restore is audited as the appliance itself.
+        report = restore_from_replica(archive, Actor.system("restore"))
+    finally:
+        archive.close()
+    out = _out()
+    out.write(f"records restored: {report.records}\nobjects indexed: {report.objects}\n")
+    out.write(f"objects copied to the primary: {report.copied}\n")
+    for rid in report.extended:
+        out.write(f"retain_until taken from the replica's lock (extended after filing): {rid}\n")
+    for rid in report.held_in_store:
+        out.write(f"under a legal hold in the replica; place the hold again: {rid}\n")
+    for item in report.not_restored:
+        out.write(f"not in the manifests, not restored: {item}\n")
+    return 0
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
     """Create an account."""
     from tapeline.archive.totp import secret_base32  # noqa: PLC0415
@@ -750,6 +775,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         for kind in ("missing", "failed", "short", "gaps"):
             for item in report[kind]:
                 out.write(f"  {kind.upper()}: {json.dumps(item, sort_keys=True)}\n")
+        for item in report["replica"]:
+            if item["replica"] != "present":
+                out.write(f"  REPLICA MISSING: {item['interaction_id']}\n")
     incomplete = report["missing"] or report["failed"] or report["short"]
     return 1 if incomplete else 0
 
@@ -927,6 +955,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     show.add_argument("--audio", metavar="OUT")
 
     _add_config(add("verify", cmd_verify, "re-hash every object and walk the audit chain"))
+    restore = add("restore", cmd_restore, "rebuild a clean appliance's index from its replica")
+    _add_config(restore)
+    restore.add_argument(
+        "--from-replica",
+        action="store_true",
+        help="read the record manifests from storage.replica_* (or the primary if none is set)",
+    )
     selftest = add("selftest", cmd_selftest, "place a SIPREC test call and check its recording")
     _add_config(selftest)
     selftest.add_argument("--seconds", type=float, default=2.0, help="length of the test call")

@@ -154,6 +154,8 @@ def _invocations(a: Appliance) -> dict[tuple[str, ...], list[list[str]]]:
         ("query",): [[*c, "--all", "--json"]],
         ("show",): [[*c, a.held, *a.as_("rita"), "--audio", str(a.base / "out.flac")]],
         ("verify",): [c],
+        # an index with records: refused before it reads or writes anything
+        ("restore",): [[*c, "--from-replica"], c],
         ("key", "generate"): [c],
         ("key", "export"): [[*c, "--out", str(a.base / "keys.bin"), "--passphrase-file", pw]],
         # the node's key files exist: refused, never overwritten
@@ -222,6 +224,7 @@ def test_no_cli_command_deletes_a_record(
     assert codes[("export", "-c")] == 0
     assert codes[("hold", "approve", "-c")] == 0  # the held record is released: still not deleted
     assert codes[("review", "resolve", "-c")] == 0  # files a resolution record, deletes nothing
+    assert codes[("restore", "-c")] != 0  # never over an index that has records
     appliance.assert_intact()
 
 

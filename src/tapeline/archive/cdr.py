@@ -29,6 +29,7 @@ from tapeline.archive import audit
 from tapeline.archive.core import Archive
 from tapeline.archive.ids import new_id
 from tapeline.archive.models import (
+    AuditEntry,
     CallDetailRecord,
     CaptureGap,
     CounterpartyIdentifier,
@@ -39,8 +40,10 @@ from tapeline.archive.models import (
 from tapeline.archive.nodes import raise_alarm
 from tapeline.archive.parties import identifier_for
 from tapeline.archive.records import iso
+from tapeline.archive.verify import replica_states
 from tapeline.errors import TapelineError
 
+REPLICA_IDS_KEPT = 200  # an audit entry stays small; the report itself lists every record
 COLUMNS = ("start", "end", "from", "to", "call_id", "line")
 MATCH_WINDOW = timedelta(seconds=2)
 SHORTFALL_MS = 5000
@@ -239,6 +242,7 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
                     }
                 )
         report["gaps"] = _gaps(session, start, end, configured)
+        report["replica"] = _replica(archive, session, start, end)
         audit.append(
             session,
             node_id=archive.node_id,
@@ -246,7 +250,15 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
             action="reconcile.run",
             object_type="reconciliation",
             object_id=day.isoformat(),
-            details={k: len(report[k]) for k in ("missing", "failed", "short", "gaps")},
+            details={
+                **{k: len(report[k]) for k in ("missing", "failed", "short", "gaps")},
+                "replica_missing": sum(r["replica"] == "missing" for r in report["replica"]),
+                # Kept in the entry so the status page can name them without re-reading objects.
+                "replica_missing_ids": [
+                    r["interaction_id"] for r in report["replica"] if r["replica"] == "missing"
+                ][:REPLICA_IDS_KEPT],
+                "replica_checked": len(report["replica"]),
+            },
         )
     trouble = len(report["missing"]) + len(report["failed"]) + len(report["short"])
     if trouble:
@@ -257,6 +269,27 @@ def reconcile(archive: Archive, actor: audit.Actor, day: date) -> dict[str, Any]
             message=f"reconciliation {day.isoformat()}: {trouble} calls missing or short",
         )
     return report
+
+
+def _replica(
+    archive: Archive, session: Session, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Every live record of the day with its second copy's state (empty without a replica)."""
+    ids = list(
+        session.execute(
+            select(Interaction.id)
+            .where(
+                Interaction.started_at >= start,
+                Interaction.started_at < end,
+                Interaction.purged_at.is_(None),
+            )
+            .order_by(Interaction.started_at, Interaction.id)
+        ).scalars()
+    )
+    states = replica_states(archive, session, ids)
+    if states is None:
+        return []
+    return [{"interaction_id": rid, "replica": states[rid]} for rid in ids]
 
 
 def _gaps(
@@ -300,3 +333,27 @@ def _gap(
         "end": iso(end),
         "reason": reason,
     }
+
+
+def replica_findings(archive: Archive, *, reports: int = 7) -> list[dict[str, Any]]:
+    """The replica state of the last `reports` completeness reports, newest first.
+
+    Each item: the day, when it ran, how many records were checked and which lacked their second
+    copy (as the report's audit entry kept them).
+    """
+    with archive.index.read() as session:
+        rows = session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.action == "reconcile.run")
+            .order_by(AuditEntry.seq.desc())
+            .limit(reports)
+        ).scalars()
+        return [
+            {
+                "day": row.object_id,
+                "ran_at": iso(row.ts),
+                "checked": row.details.get("replica_checked", 0),
+                "missing": list(row.details.get("replica_missing_ids", [])),
+            }
+            for row in rows
+        ]

@@ -10,6 +10,7 @@ manifests; the newest (the one listing the most objects) describes it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,15 +31,43 @@ class Reproduced:
     objects: dict[str, str]  # object id -> SHA-256 of the plaintext, checked on opening
 
 
-def _manifest(vault: Vault, object_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestCopy:
+    """One manifest object as read from a copy: its id, its JSON and its plaintext's hash."""
+
+    object_id: str
+    body: dict[str, Any]
+    sha256: str
+    size: int
+
+
+def _manifest_copy(vault: Vault, object_id: str) -> ManifestCopy | None:
     """The manifest stored under `object_id`, or None when the object is not a manifest."""
     try:
-        body = json.loads(vault.load_self_keyed(object_id))
+        plain = vault.load_self_keyed(object_id)
+        body = json.loads(plain)
     except (IntegrityError, ValueError, UnicodeDecodeError):
         return None  # other objects carry no key of their own: not a manifest
     if not isinstance(body, dict) or body.get("schema") != MANIFEST_SCHEMA:
         return None
-    return body
+    return ManifestCopy(
+        object_id=object_id, body=body, sha256=hashlib.sha256(plain).hexdigest(), size=len(plain)
+    )
+
+
+def manifests_by_record(vault: Vault, store: ObjectStore) -> dict[str, list[ManifestCopy]]:
+    """Every record's manifests in `store`, oldest first (the last one lists the most objects).
+
+    An amended record has one manifest per amendment; each lists everything filed so far.
+    """
+    found: dict[str, list[ManifestCopy]] = {}
+    for object_id in store.ids():
+        copy = _manifest_copy(vault, object_id)
+        if copy is not None:
+            found.setdefault(str(copy.body["record"]["id"]), []).append(copy)
+    for versions in found.values():
+        versions.sort(key=lambda c: (len(c.body["objects"]), c.object_id))
+    return found
 
 
 def reproduce(store: ObjectStore, archive_key: ArchiveKey) -> list[Reproduced]:
@@ -50,14 +79,7 @@ def reproduce(store: ObjectStore, archive_key: ArchiveKey) -> list[Reproduced]:
         StorageError: the copy cannot be read.
     """
     vault = Vault(store, archive_key)
-    newest: dict[str, dict[str, Any]] = {}
-    for object_id in store.ids():
-        body = _manifest(vault, object_id)
-        if body is None:
-            continue
-        rid = str(body["record"]["id"])
-        if rid not in newest or len(body["objects"]) > len(newest[rid]["objects"]):
-            newest[rid] = body
+    newest = {rid: found[-1].body for rid, found in manifests_by_record(vault, store).items()}
     found = []
     for rid in sorted(newest):
         body = newest[rid]

@@ -130,3 +130,27 @@ def certificate_problems(session: Session) -> list[str]:
 
 def _count_entries(session: Session) -> int:
     return session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+
+
+def replica_states(
+    archive: Archive, session: Session, interaction_ids: list[str]
+) -> dict[str, str] | None:
+    """Each record's second copy, `present` or `missing`; None without a replica.
+
+    `present` means every live object of the record opens from the replica and matches its hash
+    (the check verify makes). The completeness report shows it per record, so a record held by
+    one copy only is named before the primary is the only thing left of it.
+    """
+    replica = _replica_vault(archive)
+    if replica is None:
+        return None
+    states = dict.fromkeys(interaction_ids, "present")
+    rows = session.execute(
+        select(StoredObject).where(
+            StoredObject.interaction_id.in_(interaction_ids), StoredObject.purged_at.is_(None)
+        )
+    ).scalars()
+    for obj in rows:
+        if obj.interaction_id is not None and object_problem(archive, obj, vault=replica):
+            states[obj.interaction_id] = "missing"
+    return states

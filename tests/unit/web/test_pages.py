@@ -362,6 +362,7 @@ def test_status_page_shows_heartbeats_alarms_and_storage_mode(site: Site) -> Non
     assert "objects 91% full" in page
     assert "audit-trail" in page
     assert "not WORM" in page
+    assert "No replica is configured" in page
 
 
 def test_templates_have_no_inline_script_or_style_and_csp_forbids_them(site: Site) -> None:

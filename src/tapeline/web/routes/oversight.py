@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tapeline.archive.auditlog import PAGE_SIZE, AuditFilters, chain_status, entries
+from tapeline.archive.cdr import replica_findings
 from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import node_statuses, recent_alarms
 from tapeline.web.deps import Ctx, CurrentUser
@@ -81,5 +82,7 @@ def status_page(request: Request, ctx: Ctx, user: CurrentUser) -> Response:
         "cleared": [a for a in alarms if a.cleared_at is not None],
         "storage_mode": ctx.archive.storage_mode,
         "worm": ctx.archive.vault.store.worm,
+        "replica_mode": getattr(ctx.archive.vault.store, "replica_mode", None),
+        "replica": replica_findings(ctx.archive),
     }
     return render(ctx, request, "status.html", values, user=user)
