@@ -335,6 +335,25 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_import_pcap(args: argparse.Namespace) -> int:
+    """File every call in capture files, one JSON record per line (the tap's offline mode)."""
+    from tapeline.daemon.tap.offline import import_captures  # noqa: PLC0415
+
+    archive = _open_archive(args)
+    try:
+        summary = import_captures(
+            archive, archive.config, [Path(p) for p in args.captures], _print_json
+        )
+    finally:
+        archive.close()
+    counts = summary.counters
+    _err(
+        f"{summary.filed} records filed; {counts.sip_messages} SIP messages, "
+        f"{counts.rtp_routed} RTP packets routed, {counts.unmatched_udp} other UDP datagrams"
+    )
+    return 0
+
+
 def cmd_recorder(args: argparse.Namespace) -> int:
     """Run the recorder."""
     from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
@@ -821,6 +840,16 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_actor(show)
     show.add_argument("id")
     show.add_argument("--audio", metavar="OUT")
+
+    imp = add("import-pcap", cmd_import_pcap, "file every call found in pcap/pcapng captures")
+    tap = add("tap", lambda _a: EX_USAGE, "the passive tap")
+    tap_import = tap.add_subparsers(dest="tap_command", required=True).add_parser(
+        "import", help="same as import-pcap"
+    )
+    tap_import.set_defaults(handler=cmd_import_pcap)
+    for p in (imp, tap_import):
+        _add_config(p)
+        p.add_argument("captures", nargs="+", metavar="CAPTURE")
 
     _add_config(add("verify", cmd_verify, "re-hash every object and walk the audit chain"))
     selftest = add("selftest", cmd_selftest, "place a SIPREC test call and check its recording")
