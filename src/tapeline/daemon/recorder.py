@@ -42,6 +42,8 @@ class Runtime:
     archive: Archive
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]] = field(default_factory=dict)
+    metrics: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
+    """Per capture path, counters exported as `tapeline_<path>_<name>` on /metrics."""
 
 
 class Service(Protocol):
@@ -105,7 +107,7 @@ class Recorder:
     def _make_status_server(self, runtime: Runtime) -> EmbeddedServer:
         host, port = self.config.node.status_address
         health = Health(runtime.archive, extra=runtime.health_checks)
-        app = create_status_app(runtime.archive, health, self.active_calls)
+        app = create_status_app(runtime.archive, health, self.active_calls, runtime.metrics)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )

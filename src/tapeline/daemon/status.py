@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
@@ -26,9 +26,15 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 class RecorderCollector(Collector):
     """Metrics read at scrape time from the archive and the running recorder."""
 
-    def __init__(self, archive: Archive, active_calls: dict[str, int]) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        active_calls: dict[str, int],
+        sources: dict[str, Callable[[], dict[str, int]]] | None = None,
+    ) -> None:
         self._archive = archive
         self._active = active_calls
+        self._sources = sources if sources is not None else {}
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
         """One scrape."""
@@ -54,12 +60,22 @@ class RecorderCollector(Collector):
         for source, count in sorted(self._active.items()):
             calls.add_metric([source], count)
         yield calls
+        for source_name, figures in sorted(self._sources.items()):
+            for name, value in sorted(figures().items()):
+                yield GaugeMetricFamily(
+                    f"tapeline_{source_name}_{name}", f"{source_name}: {name}", value=value
+                )
 
 
-def create_status_app(archive: Archive, health: Health, active_calls: dict[str, int]) -> Starlette:
+def create_status_app(
+    archive: Archive,
+    health: Health,
+    active_calls: dict[str, int],
+    sources: dict[str, Callable[[], dict[str, int]]] | None = None,
+) -> Starlette:
     """The status ASGI app (served on `node.status_listen`, loopback by default)."""
     registry = CollectorRegistry()
-    registry.register(RecorderCollector(archive, active_calls))
+    registry.register(RecorderCollector(archive, active_calls, sources))
 
     async def livez(_: Request) -> Response:
         return PlainTextResponse("ok\n")
