@@ -1,0 +1,203 @@
+"""The live tap: two SIPp phones call each other over loopback while the recorder taps `lo`.
+
+Everything runs in a network namespace this test creates (so other loopback traffic on the machine
+cannot reach the tap, and the tap cannot see it). SIPp's caller and callee each play an A-law tone
+made by sox; the filed recording must hold, sample for sample, sox's own decoding of each tone on
+the right channel (channel 0 = the callee, the provisioned line; channel 1 = the caller).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from tapeline.archive.audit import Actor
+from tapeline.archive.core import Archive
+from tapeline.archive.reading import show
+from tapeline.archive.records import Filters, search
+from tapeline.config import load_config
+from tapeline.proto.net import PcapWriter, build_udp_frame
+from tests.conftest import require_tool, write_config_file
+
+pytestmark = pytest.mark.slow
+SIPP_DIR = Path(__file__).with_name("sipp")
+REVIEWER = Actor(name="rita", roles=("reviewer",))
+SECONDS = 2.0
+PACKET_SAMPLES = 160
+UAS_SIP, UAC_SIP, UAS_MEDIA, UAC_MEDIA = 5070, 5080, 16000, 18000
+
+
+def _alaw_tone(freq: float) -> bytes:
+    return subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-t", "al", "-", "synth", str(SECONDS), "sine",
+         str(freq), "gain", "-6"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _sox_decode(alaw: bytes) -> np.ndarray:
+    raw = subprocess.run(
+        ["sox", "-t", "al", "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
+        input=alaw, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype="<i2")
+
+
+def _write_rtp_pcap(path: Path, payload: bytes, ssrc: int) -> None:
+    """The tone as 20 ms PCMA RTP packets (SIPp replays the UDP payloads to the peer's SDP port)."""
+    writer = PcapWriter()
+    out = [writer.header(1)]
+    t0 = 1_700_000_000 * 10**9
+    for index in range(len(payload) // PACKET_SAMPLES):
+        chunk = payload[index * PACKET_SAMPLES : (index + 1) * PACKET_SAMPLES]
+        rtp = struct.pack("!BBHII", 0x80, 8, index, index * PACKET_SAMPLES, ssrc) + chunk
+        frame = build_udp_frame("10.0.0.1", "10.0.0.2", 4000, 4002, rtp)
+        out.append(writer.packet(t0 + index * 20_000_000, frame))
+    path.write_bytes(b"".join(out))
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with only `lo`, removed afterwards."""
+    ip = require_tool("ip")
+    name = f"tapeline-tap-{os.getpid()}"
+    subprocess.run([ip, "netns", "add", name], check=True)
+    try:
+        subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run([ip, "netns", "del", name], check=False)
+
+
+def _in_ns(netns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def _start_recorder(netns: str, config_path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """The recorder in the namespace; READY=1 comes on a notify socket (paths cross namespaces)."""
+    notify = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify))
+    listener.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+    with (tmp_path / "recorder.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            _in_ns(netns, sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)),
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        while b"READY=1" not in listener.recv(4096):
+            pass
+    finally:
+        listener.close()
+    return proc
+
+
+def _wait_filed(config_path: Path, call_id: str) -> dict[str, Any]:
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with archive.index.read() as session:
+                found = [
+                    r
+                    for r in search(session, Filters(include_hidden=True))
+                    if r["source"]["sip_call_id"] == call_id
+                ]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+    finally:
+        archive.close()
+    raise AssertionError(f"call {call_id} was not filed")
+
+
+def _metrics(netns: str, config_path: Path) -> dict[str, float]:
+    address = load_config(config_path, environ={}).node.status_listen
+    code = f"import urllib.request;print(urllib.request.urlopen('http://{address}/metrics').read().decode())"
+    text = subprocess.run(
+        _in_ns(netns, sys.executable, "-c", code), capture_output=True, text=True, check=True
+    ).stdout
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("tapeline_tap_"):
+            name, value = line.split()
+            values[name] = float(value)
+    return values
+
+
+def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
+    netns: str, tmp_path: Path
+) -> None:
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp (Debian sip-tester) is not installed: make test installs it")
+    require_tool("sox")
+    config_path = write_config_file(tmp_path)
+    config_path.write_text(
+        config_path.read_text() + '\n[tap]\ninterfaces = ["lo"]\nsip_ports = [5070, 5080]\n'
+    )
+    caller_tone, callee_tone = _alaw_tone(440), _alaw_tone(1000)
+    _write_rtp_pcap(tmp_path / "uac.pcap", caller_tone, 0x1111)
+    _write_rtp_pcap(tmp_path / "uas.pcap", callee_tone, 0x2222)
+    for name in ("tap_uac.xml", "tap_uas.xml"):
+        shutil.copy(SIPP_DIR / name, tmp_path / name)
+    recorder = _start_recorder(netns, config_path, tmp_path)
+    call_id = f"tapeline-tap-{os.getpid()}@127.0.0.1"
+    try:
+        uas = subprocess.Popen(
+            _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
+                   "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
+                   "-timeout_error"),
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
+        uac = subprocess.run(
+            _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
+                   "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
+                   str(int(SECONDS * 1000) + 700), "-cid_str", call_id, "-nostdin",
+                   "-timeout", "30s", "-timeout_error"),
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert uac.returncode == 0, uac.stdout[-2000:] + uac.stderr[-2000:]
+        assert uas.wait(timeout=30) == 0
+        record = _wait_filed(config_path, call_id)
+        metrics = _metrics(netns, config_path)
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=30)
+    assert record["kind"] == "call", record
+    assert record["source"]["path"] == "tap"
+    assert record["direction"] == "inbound"
+    assert record["line"]["number"] == "+442071230001"
+    assert record["counterparty"]["identifier"] == "+447700900123"
+    packets = len(caller_tone) // PACKET_SAMPLES
+    assert sorted(s["quality"]["rtp_packets"] for s in record["streams"]) == [packets, packets]
+    assert metrics["tapeline_tap_calls_filed"] >= 1
+    assert metrics["tapeline_tap_rtp_routed"] >= 2 * packets
+    assert "tapeline_tap_kernel_drops" in metrics
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
+    assert rate == 8000
+    for channel, tone in ((0, callee_tone), (1, caller_tone)):
+        expected = _sox_decode(tone)
+        got = frames[:, channel]
+        start = int(np.flatnonzero(got)[0])
+        assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
