@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import shutil
 import socket
 import struct
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +141,15 @@ def _metrics(netns: str, config_path: Path) -> dict[str, float]:
     return values
 
 
-def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
-    netns: str, tmp_path: Path
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Setup:
+    config_path: Path
+    caller_tone: bytes
+    callee_tone: bytes
+    call_id: str
+
+
+def _setup(tmp_path: Path) -> Setup:
     if shutil.which("sipp") is None:
         pytest.fail("sipp (Debian sip-tester) is not installed: make test installs it")
     require_tool("sox")
@@ -154,26 +162,54 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
     _write_rtp_pcap(tmp_path / "uas.pcap", callee_tone, 0x2222)
     for name in ("tap_uac.xml", "tap_uas.xml"):
         shutil.copy(SIPP_DIR / name, tmp_path / name)
-    recorder = _start_recorder(netns, config_path, tmp_path)
     call_id = f"tapeline-tap-{os.getpid()}@127.0.0.1"
+    return Setup(config_path, caller_tone, callee_tone, call_id)
+
+
+def _place_call(
+    netns: str, tmp_path: Path, call_id: str, hold_ms: int
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """SIPp callee, then caller (BYE `hold_ms` after the answer); returns both processes."""
+    uas = subprocess.Popen(
+        _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
+               "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
+               "-timeout_error"),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
+    uac = subprocess.Popen(
+        _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
+               "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
+               str(hold_ms), "-cid_str", call_id, "-nostdin", "-timeout", "30s",
+               "-timeout_error"),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return uas, uac
+
+
+def _audio(config_path: Path, record: dict[str, Any]) -> np.ndarray:
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
     try:
-        uas = subprocess.Popen(
-            _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
-                   "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
-                   "-timeout_error"),
-            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
-        uac = subprocess.run(
-            _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
-                   "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
-                   str(int(SECONDS * 1000) + 700), "-cid_str", call_id, "-nostdin",
-                   "-timeout", "30s", "-timeout_error"),
-            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert uac.returncode == 0, uac.stdout[-2000:] + uac.stderr[-2000:]
+        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
+    assert rate == 8000
+    return np.asarray(frames)
+
+
+def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
+    netns: str, tmp_path: Path
+) -> None:
+    setup = _setup(tmp_path)
+    config_path, caller_tone, callee_tone = setup.config_path, setup.caller_tone, setup.callee_tone
+    recorder = _start_recorder(netns, config_path, tmp_path)
+    try:
+        uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700)
+        assert uac.wait(timeout=60) == 0
         assert uas.wait(timeout=30) == 0
-        record = _wait_filed(config_path, call_id)
+        record = _wait_filed(config_path, setup.call_id)
         metrics = _metrics(netns, config_path)
     finally:
         recorder.terminate()
@@ -188,16 +224,56 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
     assert metrics["tapeline_tap_calls_filed"] >= 1
     assert metrics["tapeline_tap_rtp_routed"] >= 2 * packets
     assert "tapeline_tap_kernel_drops" in metrics
-    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
-    try:
-        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
-    finally:
-        archive.close()
-    assert audio is not None
-    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
-    assert rate == 8000
+    frames = _audio(config_path, record)
     for channel, tone in ((0, callee_tone), (1, caller_tone)):
         expected = _sox_decode(tone)
         got = frames[:, channel]
         start = int(np.flatnonzero(got)[0])
         assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
+
+
+def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_path: Path) -> None:
+    setup = _setup(tmp_path)
+    recorder = _start_recorder(netns, setup.config_path, tmp_path)
+    uas, uac = _place_call(netns, tmp_path, setup.call_id, 8000)
+    spool = Path(load_config(setup.config_path, environ={}).storage.spool)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(spool.glob("tap-*.tpj")):
+            assert time.monotonic() < deadline, "no tap journal appeared"
+            time.sleep(0.1)
+        time.sleep(1.5)  # the tones (2 s) are playing; at least one journal seal has happened
+        os.kill(recorder.pid, signal.SIGKILL)  # `ip netns exec` execs: this is the recorder
+        recorder.wait(timeout=10)
+    finally:
+        uac.wait(timeout=60)
+        uas.wait(timeout=30)
+    (journal,) = spool.glob("tap-*.tpj")
+    (tmp_path / "again").mkdir()
+    restarted = _start_recorder(netns, setup.config_path, tmp_path / "again")
+    try:
+        record = _wait_filed(setup.config_path, setup.call_id)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    assert not journal.exists()  # released only after filing
+    assert record["kind"] == "call", record
+    assert record["incomplete"] is True
+    assert record["source"]["path"] == "tap"
+    tones = {0: setup.callee_tone, 1: setup.caller_tone}
+    frames = _audio(setup.config_path, record)
+    assert sorted(s["channel"] for s in record["streams"]) == [0, 1]
+    for stream in record["streams"]:
+        # The journal keeps a prefix of the call: the first `packets` packets of each tone.
+        packets = stream["quality"]["rtp_packets"]
+        assert 0 < packets
+        heard = packets * PACKET_SAMPLES
+        expected = _sox_decode(tones[stream["channel"]])[:heard]
+        got = frames[:, stream["channel"]]
+        start = int(np.flatnonzero(got)[0])
+        # The recovered call ends at its last journaled packet's arrival while audio is placed by
+        # RTP timestamp (SIPp paces a little slower than real time), so the last packet or two
+        # may fall past the end; everything before must be exact.
+        n = min(heard, len(got) - start)
+        assert n >= heard - 2 * PACKET_SAMPLES
+        assert np.array_equal(got[start : start + n], expected[:n]), stream
