@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -266,7 +266,7 @@ def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_p
     for stream in record["streams"]:
         # The journal keeps a prefix of the call: the first `packets` packets of each tone.
         packets = stream["quality"]["rtp_packets"]
-        assert 0 < packets
+        assert packets > 0
         heard = packets * PACKET_SAMPLES
         expected = _sox_decode(tones[stream["channel"]])[:heard]
         got = frames[:, stream["channel"]]
