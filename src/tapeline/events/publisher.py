@@ -59,6 +59,7 @@ class PublisherRuntime(Protocol):
     archive: Archive
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]]
+    metrics: dict[str, Callable[[], dict[str, int]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,6 +427,7 @@ class MqttPublisher:
             runtime.archive,
             active_calls=sum(runtime.active_calls.values()),
             counters=self.counters,
+            sources=runtime.metrics,
         )
 
     async def _publish_stats(self) -> None:
