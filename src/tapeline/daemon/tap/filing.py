@@ -61,10 +61,20 @@ def _identity(uri: str, region: str) -> str:
     return normalise_number(user, region) or user or uri
 
 
-def build_interaction(
-    call: TapCall, result: MediaResult, *, book: LineBook, config: Config, incomplete: bool
+def build_interaction(  # noqa: PLR0913  # everything the record is made of
+    call: TapCall,
+    result: MediaResult,
+    *,
+    book: LineBook,
+    config: Config,
+    incomplete: bool,
+    kernel_drops: int = 0,
 ) -> NewInteraction:
-    """The record of one tapped call: a call with its recording, or a capture failure."""
+    """The record of one tapped call: a call with its recording, or a capture failure.
+
+    `kernel_drops` are frames the kernel dropped on the capture sockets while the call was open:
+    any of them may have been this call's, so the record is marked incomplete and tagged.
+    """
     ended = call.ended if call.ended is not None else call.last_seen
     region = config.node.default_region
     employee = call.caller if call.employee is Side.CALLER else call.callee
@@ -110,8 +120,10 @@ def build_interaction(
         participants=parties,
         streams=streams,
         sip_call_id=call.call_id,
-        incomplete=incomplete,
+        incomplete=incomplete or kernel_drops > 0,
+        tags=["kernel_drops"] if kernel_drops else [],
         details={
+            "kernel_drops": kernel_drops,
             "end_reason": call.end_reason,
             "final_status": call.final_status,
             "transport": call.transport,
@@ -143,8 +155,14 @@ def build_interaction(
     return replace(base, outcome="one_way" if result.one_way else "recorded", recording=recording)
 
 
-def file_call(
-    archive: Archive, config: Config, call: TapCall, *, book: LineBook, incomplete: bool = False
+def file_call(  # noqa: PLR0913  # the call and how it was captured
+    archive: Archive,
+    config: Config,
+    call: TapCall,
+    *,
+    book: LineBook,
+    incomplete: bool = False,
+    kernel_drops: int = 0,
 ) -> str:
     """Finish the call's media and file it with its `call.ended` event; returns the record id.
 
@@ -153,7 +171,9 @@ def file_call(
     """
     end = call.ended if call.ended is not None else call.last_seen
     result = call.media.finish(end=end)
-    new = build_interaction(call, result, book=book, config=config, incomplete=incomplete)
+    new = build_interaction(
+        call, result, book=book, config=config, incomplete=incomplete, kernel_drops=kernel_drops
+    )
     ended = {"call_ref": call.call_id, "reason": call.end_reason}
     return Filer(archive).file(new, events=[(EventType.CALL_ENDED, ended)])
 

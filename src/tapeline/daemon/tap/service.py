@@ -114,6 +114,7 @@ class TapService:
         self._tracker: CallTracker = tracker_for(config, self._book)
         self._sockets: list[PacketSocket] = []
         self._journals: dict[str, JournalWriter] = {}
+        self._drops_at_start: dict[str, int] = {}
         self._pcap = PcapngWriter()
         self._filing: set[asyncio.Task[None]] = set()
         self._archive: Archive | None = None
@@ -214,6 +215,7 @@ class TapService:
         journal = JournalWriter(path, self._archive.vault.archive_key)
         journal.append(self._pcap.header(LINKTYPE_ETHERNET))
         self._journals[call.call_id] = journal
+        self._drops_at_start[call.call_id] = self._kernel_drops()
         self._active["tap"] = self._active.get("tap", 0) + 1
 
     def _journal(self, event: CallPacket) -> None:
@@ -226,14 +228,21 @@ class TapService:
             return  # larger than one UDP datagram: a TCP SIP message over 64 KiB
         journal.append(self._pcap.packet(event.ts_ns, frame))
 
+    def _kernel_drops(self) -> int:
+        return sum(sock.counters.kernel_drops for sock in self._sockets)
+
     def _end(self, call: TapCall) -> None:
         journal = self._journals.pop(call.call_id, None)
         self._active["tap"] = max(self._active.get("tap", 0) - 1, 0)
-        task = asyncio.get_running_loop().create_task(self._file(call, journal))
+        for sock in self._sockets:
+            if sock.fileno() >= 0:
+                sock.read_statistics()
+        drops = self._kernel_drops() - self._drops_at_start.pop(call.call_id, 0)
+        task = asyncio.get_running_loop().create_task(self._file(call, journal, drops))
         self._filing.add(task)
         task.add_done_callback(self._filing.discard)
 
-    async def _file(self, call: TapCall, journal: JournalWriter | None) -> None:
+    async def _file(self, call: TapCall, journal: JournalWriter | None, drops: int) -> None:
         archive = self._archive
         assert archive is not None  # noqa: S101  # started
         config, book = self._config, self._book
@@ -241,7 +250,7 @@ class TapService:
         def file() -> str:
             if journal is not None:
                 journal.close()
-            return file_call(archive, config, call, book=book)
+            return file_call(archive, config, call, book=book, kernel_drops=drops)
 
         try:
             interaction_id = await asyncio.to_thread(file)
