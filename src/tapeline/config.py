@@ -158,6 +158,7 @@ class TapConfig(_Section):
     sip_ports: list[int] = Field(default_factory=lambda: [5060])
     media_timeout_s: float = Field(default=60.0, gt=0)
     buffer_mb: int = Field(default=64, ge=1, le=4096)
+    orphan_min_packets: int = Field(default=50, ge=1)
 
     @field_validator("sip_ports")
     @classmethod

@@ -13,13 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+from ipaddress import ip_address
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tapeline.daemon.tap.offline import track
-from tapeline.daemon.tap.tracker import CallTracker, Side, TapCall
+from tapeline.daemon.tap.tracker import CallTracker, OrphanFlow, Side, TapCall
 from tests.conftest import require_tool, write_config_file
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -28,7 +29,7 @@ TCP = "heplify__sip_ipv4_tcp.pcap"
 TCP_SPLIT = "heplify__sip_ipv4_tcp_fragmented.pcap"
 STREAM_ROW = re.compile(
     r"^\s*[\d.]+\s+[\d.]+\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+(?P<dport>\d+)\s+"
-    r"0x[0-9A-Fa-f]+\s+.+?\s+(?P<pkts>\d+)\s+\d+ \(",
+    r"(?P<ssrc>0x[0-9A-Fa-f]+)\s+.+?\s+(?P<pkts>\d+)\s+\d+ \(",
 )
 
 
@@ -190,7 +191,28 @@ def test_import_pcap_cli_prints_one_record_per_call(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(records) == len(_tshark_invites(path))
+    kinds = sorted(r["kind"] for r in records)
+    assert kinds == ["call", "capture_failure", "orphan_stream", "orphan_stream"]
+    assert len([r for r in records if r["kind"] != "orphan_stream"]) == len(_tshark_invites(path))
+    # The relay's other leg is signalled by MGCP, not SIP: tshark finds it only heuristically, and
+    # it must come out as orphan streams with the same SSRCs and packet counts (the 6-packet
+    # stream is below `tap.orphan_min_packets` and only counted).
+    heuristic = _tshark("-r", str(path), "-o", "rtp.heuristic_rtp:TRUE", "-q", "-z", "rtp,streams")
+    signalled = _tshark_streams(path)
+    unsignalled = sorted(
+        (int(m["ssrc"], 16), int(m["pkts"]))
+        for line in heuristic.splitlines()
+        if (m := STREAM_ROW.match(line))
+        and (m["src"], int(m["sport"]), m["dst"], int(m["dport"])) not in signalled
+        and int(m["pkts"]) >= 50  # the default tap.orphan_min_packets
+    )
+    orphans = sorted(
+        (r["streams"][0]["ssrc"], r["streams"][0]["quality"]["rtp_packets"])
+        for r in records
+        if r["kind"] == "orphan_stream"
+    )
+    assert orphans == unsignalled
+    assert len(unsignalled) == 2
     by_kind = {r["kind"]: r for r in records}
     call, failure = by_kind["call"], by_kind["capture_failure"]
     assert call["source"]["path"] == "tap"
@@ -209,3 +231,90 @@ def test_import_pcap_cli_prints_one_record_per_call(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "not-a-capture.pcap" in refused.stderr
     assert shutil.which("tshark")
+
+
+# RTP without any signalling becomes an orphan stream; its figures must equal what rtpproxy's
+# extractaudio published for the same files (SOURCES.md, appendix A).
+RTPPROXY_EXPECTED = {
+    "rtpproxy__dups.a.rtp.pcap": {"received": 383, "duplicates": 1, "lost": 0},
+    "rtpproxy__weird.o.rtp.pcap": {"expected": 3379, "received": 1273, "lost": 2106},
+    "rtpproxy__sess6.a.rtp.pcap": {"expected": 2546, "received": 2546, "lost": 0},
+    "rtpproxy__G723_1.a.rtp.pcap": {"received": 392, "lost": 0},
+}
+
+
+def _orphans(path: Path, tracker: CallTracker) -> list[OrphanFlow]:
+    flows: list[OrphanFlow] = []
+    track([path], tracker, lambda _e: None, lambda event: flows.append(event.flow))
+    return flows
+
+
+@pytest.mark.parametrize(("capture", "expected"), sorted(RTPPROXY_EXPECTED.items()))
+def test_unsignalled_rtp_statistics_equal_rtpproxy(capture: str, expected: dict[str, int]) -> None:
+    path = _capture(capture)
+    (flow,) = _orphans(path, CallTracker())
+    quality = flow.media.finish(end=flow.last_seen).quality[0]
+    assert {k: getattr(quality, k) for k in expected} == expected
+    assert quality.undecodable == 0  # G.729 and G.723.1 decoded, not just counted
+
+
+SRTP = {
+    "rtpproxy__alice_srtp.pcap": (
+        "192.168.1.81:43830",
+        "9sOd+W72ilwfNgNt0FzlGYj6YZPMqN1sJJx43UuS",
+        1556,
+    ),
+    "rtpproxy__bob_srtp.pcap": (
+        "192.168.1.81:41602",
+        "NhqBK/JjtVJgmOgPyDKpvMTEjvFCQ4eiyVQelF6x",
+        1564,
+    ),
+}
+
+
+@pytest.mark.parametrize("capture", sorted(SRTP))
+def test_srtp_g722_with_out_of_band_key(capture: str, tmp_path: Path) -> None:
+    path = _capture(capture)
+    where, key, packets = SRTP[capture]
+    config = write_config_file(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", "import-pcap", "-c", str(config), str(path),
+         "--srtp-key", f"{where}={key}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["kind"] == "orphan_stream"
+    (stream,) = record["streams"]
+    quality = stream["quality"]
+    assert (quality["received"], quality["lost"], quality["srtp_auth_failures"]) == (packets, 0, 0)
+    frames = _tshark("-r", str(path), "-T", "fields", "-e", "frame.number")
+    assert quality["rtp_packets"] == len(frames.split()) == packets
+    assert record["recording"]["sample_rate"] == 16000  # G.722 is wideband audio
+    other_key = next(v[1] for k, v in SRTP.items() if k != capture)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", "import-pcap", "-c", str(config), str(path),
+         "--srtp-key", f"{where}={other_key}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (bad,) = [json.loads(line) for line in wrong.stdout.splitlines()]
+    assert bad["streams"][0]["quality"]["srtp_auth_failures"] == packets
+    assert bad["recording"] is None  # nothing authenticated, nothing decoded
+
+
+def test_dtmf_events_equal_tshark_rtpevent() -> None:
+    path = _capture("rtpproxy__catch_dtmf.pcapng")
+    ports = (24270, 24272)
+    codecs = {(ip_address("127.0.0.1"), p): ("telephone-event", 8000) for p in ports}
+    flows = _orphans(path, CallTracker(orphan_min_packets=1, orphan_codecs=codecs))
+    out = _tshark("-r", str(path), "-o", "rtp.heuristic_rtp:TRUE", "-T", "fields",
+                  "-e", "udp.dstport", "-e", "rtp.timestamp",
+                  "-e", "rtpevent.event_id")  # fmt: skip
+    expected: dict[int, list[str]] = {p: [] for p in ports}
+    for line in dict.fromkeys(out.splitlines()):  # one event per (port, timestamp)
+        port, _ts, event = line.split("\t")
+        expected[int(port)].append("0123456789*#"[int(event)])
+    assert sorted(f.dport for f in flows) == list(ports)
+    for flow in flows:
+        result = flow.media.finish(end=flow.last_seen)
+        assert [e.symbol for _channel, e in result.dtmf] == expected[flow.dport]
+        assert all(e.ended for _channel, e in result.dtmf)

@@ -18,7 +18,7 @@ from tapeline.archive.models import Interaction
 from tapeline.archive.parties import normalise_number
 from tapeline.archive.records import to_record
 from tapeline.config import Config, Line
-from tapeline.daemon.tap.tracker import Side, TapCall
+from tapeline.daemon.tap.tracker import OrphanFlow, Side, TapCall
 from tapeline.events.envelope import EventType
 from tapeline.media.recording import encode_flac, encode_opus
 from tapeline.media.session import MediaResult
@@ -153,6 +153,63 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
         channel_map=[{"channel": 0, "role": "employee"}, {"channel": 1, "role": "counterparty"}],
     )
     return replace(base, outcome="one_way" if result.one_way else "recorded", recording=recording)
+
+
+def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> NewInteraction:
+    """The `orphan_stream` record of RTP that no signalling announced, with its statistics."""
+    (quality,) = result.quality
+    base = NewInteraction(
+        channel="voice",
+        kind="orphan_stream",
+        direction="unknown",
+        started_at=datetime.fromtimestamp(flow.started, UTC),
+        ended_at=datetime.fromtimestamp(flow.last_seen, UTC),
+        source_path=SOURCE,
+        streams=[
+            StreamIn(
+                label="orphan",
+                ssrc=quality.ssrcs[0] if quality.ssrcs else None,
+                channel=0,
+                quality={
+                    **{k: v for k, v in asdict(quality).items() if k != "ssrcs"},
+                    "rtp_packets": flow.rtp_packets,
+                    "match_rule": None,
+                },
+            )
+        ],
+        outcome="no_signalling",
+        incomplete=True,
+        details={
+            "src": f"{flow.src}:{flow.sport}",
+            "dst": f"{flow.dst}:{flow.dport}",
+            "ssrcs": list(quality.ssrcs),
+        },
+    )
+    decoded = quality.received - quality.undecodable
+    if decoded <= 0:
+        return base  # statistics only: the payload type is unknown (name it with --rtp-codec)
+    encoded = (encode_opus if config.storage.format == "opus" else encode_flac)(
+        result.stereo, result.sample_rate
+    )
+    recording = RecordingIn(
+        data=encoded,
+        format=config.storage.format,
+        sample_rate=result.sample_rate,
+        channels=2,
+        duration_ms=round(len(result.stereo) * 1000 / result.sample_rate),
+        channel_map=[{"channel": 0, "role": "unknown"}, {"channel": 1, "role": "silent"}],
+    )
+    return replace(base, recording=recording)
+
+
+def file_orphan(archive: Archive, config: Config, flow: OrphanFlow) -> str:
+    """Finish an orphan flow's media and file its record; returns the record id.
+
+    Raises:
+        StorageError: the record could not be filed.
+    """
+    result = flow.media.finish(end=flow.last_seen)
+    return Filer(archive).file(build_orphan(flow, result, config=config))
 
 
 def file_call(  # noqa: PLR0913  # the call and how it was captured

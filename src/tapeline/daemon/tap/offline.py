@@ -8,15 +8,23 @@ capture (in the order given), so a call split across rotated files stays one cal
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Final
 
 from tapeline.archive.core import Archive
 from tapeline.config import Config
-from tapeline.daemon.tap.filing import LineBook, file_call, record_of
-from tapeline.daemon.tap.tracker import CallEnded, CallTracker, TrackerCounters
+from tapeline.daemon.tap.filing import LineBook, file_call, file_orphan, record_of
+from tapeline.daemon.tap.tracker import (
+    CallEnded,
+    CallTracker,
+    Endpoint,
+    OrphanEnded,
+    TrackerCounters,
+)
 from tapeline.errors import TapelineError
+from tapeline.media.srtp import SrtpKeyError, decode_sdes_key
 from tapeline.proto.errors import ParseError
 from tapeline.proto.net import (
     END_OF_CAPTURE,
@@ -75,13 +83,23 @@ def read_records(path: Path) -> Iterator[PacketRecord]:
         raise CaptureError(f"{path}: {exc}") from exc
 
 
-def track(paths: Sequence[Path], tracker: CallTracker, on_end: Callable[[CallEnded], None]) -> None:
-    """Feed every record of `paths` to `tracker`, calling `on_end` for each finished call."""
+def track(
+    paths: Sequence[Path],
+    tracker: CallTracker,
+    on_end: Callable[[CallEnded], None],
+    on_orphan: Callable[[OrphanEnded], None] = lambda _event: None,
+) -> None:
+    """Feed every record of `paths` to `tracker`.
+
+    `on_end` gets each finished call, `on_orphan` each unsignalled RTP flow worth a record.
+    """
 
     def drain() -> None:
         while not isinstance(event := tracker.next_event(), Sentinel):
             if isinstance(event, CallEnded):
                 on_end(event)
+            elif isinstance(event, OrphanEnded):
+                on_orphan(event)
 
     for path in paths:
         for record in read_records(path):
@@ -92,12 +110,59 @@ def track(paths: Sequence[Path], tracker: CallTracker, on_end: Callable[[CallEnd
     assert tracker.next_event() is NEED_DATA  # noqa: S101  # drained
 
 
-def tracker_for(config: Config, book: LineBook) -> CallTracker:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowHints:
+    """What the operator knows about flows without SDP (`--rtp-codec`, `--srtp-key`)."""
+
+    codecs: dict[Endpoint, tuple[str, int]] = field(default_factory=dict)
+    keys: dict[Endpoint, tuple[str, bytes]] = field(default_factory=dict)
+
+
+_DEFAULT_RATES: Final = {"OPUS": 48000, "AMR-WB": 16000, "G7221": 16000}
+
+
+def _endpoint(text: str) -> Endpoint:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{text!r}: expected ADDRESS:PORT")
+    return ip_address(host.strip("[]")), int(port)
+
+
+def parse_hints(codecs: Sequence[str], keys: Sequence[str]) -> FlowHints:
+    """`ADDR:PORT=NAME[/RATE]` codecs and `ADDR:PORT=BASE64` AES_CM_128_HMAC_SHA1_80 keys.
+
+    Raises:
+        ValueError: naming the malformed value.
+    """
+    hints = FlowHints()
+    for item in codecs:
+        where, sep, name = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--rtp-codec {item!r}: expected ADDR:PORT=NAME[/RATE]")
+        codec, _, rate = name.partition("/")
+        clock = int(rate) if rate.isdigit() else _DEFAULT_RATES.get(codec.upper(), 8000)
+        hints.codecs[_endpoint(where)] = (codec, clock)
+    for item in keys:
+        where, sep, secret = item.partition("=")
+        if not sep:
+            raise ValueError(f"--srtp-key {item!r}: expected ADDR:PORT=BASE64")
+        try:
+            key = decode_sdes_key(secret)
+        except (SrtpKeyError, ValueError) as exc:
+            raise ValueError(f"--srtp-key {item!r}: {exc}") from exc
+        hints.keys[_endpoint(where)] = ("AES_CM_128_HMAC_SHA1_80", key)
+    return hints
+
+
+def tracker_for(config: Config, book: LineBook, hints: FlowHints | None = None) -> CallTracker:
     """The tracker as `[tap]` configures it."""
     return CallTracker(
         sip_ports=frozenset(config.tap.sip_ports),
         is_line=book.is_line,
         media_timeout=config.tap.media_timeout_s,
+        orphan_min_packets=config.tap.orphan_min_packets,
+        orphan_codecs=hints.codecs if hints else None,
+        orphan_keys=hints.keys if hints else None,
     )
 
 
@@ -106,6 +171,7 @@ def import_captures(
     config: Config,
     paths: Sequence[Path],
     emit: Callable[[dict[str, Any]], None],
+    hints: FlowHints | None = None,
 ) -> ImportSummary:
     """File every call in `paths`; `emit` gets each filed record (DESIGN §7 shape).
 
@@ -114,7 +180,7 @@ def import_captures(
         StorageError: filing failed.
     """
     book = LineBook(config)
-    tracker = tracker_for(config, book)
+    tracker = tracker_for(config, book, hints)
     filed = 0
 
     def on_end(event: CallEnded) -> None:
@@ -123,5 +189,11 @@ def import_captures(
         filed += 1
         emit(record_of(archive, interaction_id))
 
-    track(paths, tracker, on_end)
+    def on_orphan(event: OrphanEnded) -> None:
+        nonlocal filed
+        interaction_id = file_orphan(archive, config, event.flow)
+        filed += 1
+        emit(record_of(archive, interaction_id))
+
+    track(paths, tracker, on_end, on_orphan)
     return ImportSummary(filed=filed, counters=tracker.counters)

@@ -26,13 +26,15 @@ from tapeline.archive.journal import JournalWriter, read_journal
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.tap.capture import PacketSocket
-from tapeline.daemon.tap.filing import LineBook, file_call
+from tapeline.daemon.tap.filing import LineBook, file_call, file_orphan
 from tapeline.daemon.tap.offline import tracker_for
 from tapeline.daemon.tap.tracker import (
     CallEnded,
     CallPacket,
     CallStarted,
     CallTracker,
+    OrphanEnded,
+    OrphanFlow,
     TapCall,
 )
 from tapeline.errors import TapelineError
@@ -59,6 +61,7 @@ class TapCounters:
     """Figures for /metrics and the stats topic."""
 
     calls_filed: int = 0
+    orphans_filed: int = 0
     filing_failures: int = 0
     recovered: int = 0
 
@@ -184,6 +187,7 @@ class TapService:
             "rtp_routed": tracker.rtp_routed,
             "calls_active": self._tracker.open_calls,
             "calls_filed": self.counters.calls_filed,
+            "orphans_filed": self.counters.orphans_filed,
             "filing_failures": self.counters.filing_failures,
             "calls_recovered": self.counters.recovered,
         }
@@ -208,6 +212,10 @@ class TapService:
                 if reason is not None and event.call.end_reason == "capture_ended":
                     event.call.end_reason = reason
                 self._end(event.call)
+            elif isinstance(event, OrphanEnded):
+                task = asyncio.get_running_loop().create_task(self._file_orphan(event.flow))
+                self._filing.add(task)
+                task.add_done_callback(self._filing.discard)
 
     def _open(self, call: TapCall) -> None:
         path = Path(self._config.storage.spool) / f"tap-{uuid.uuid4()}.tpj"
@@ -241,6 +249,18 @@ class TapService:
         task = asyncio.get_running_loop().create_task(self._file(call, journal, drops))
         self._filing.add(task)
         task.add_done_callback(self._filing.discard)
+
+    async def _file_orphan(self, flow: OrphanFlow) -> None:
+        # Not journaled: a flow is known to be an orphan only once it has gone quiet.
+        archive = self._archive
+        assert archive is not None  # noqa: S101  # started
+        try:
+            await asyncio.to_thread(file_orphan, archive, self._config, flow)
+        except TapelineError:
+            self.counters.filing_failures += 1
+            log.exception("orphan RTP flow could not be filed")
+            return
+        self.counters.orphans_filed += 1
 
     async def _file(self, call: TapCall, journal: JournalWriter | None, drops: int) -> None:
         archive = self._archive

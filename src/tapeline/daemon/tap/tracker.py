@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -60,6 +60,10 @@ from tapeline.proto.sip import NEED_DATA as SIP_NEED_DATA
 NS: Final = 1_000_000_000
 DEFAULT_MEDIA_TIMEOUT: Final = 60.0
 DEFAULT_LINGER: Final = 2.0
+DEFAULT_ORPHAN_MIN_PACKETS: Final = 50  # one second of 20 ms packets
+DEFAULT_MAX_ORPHANS: Final = 1000
+_RTP_HEADER: Final = 12
+_RTP_VERSION: Final = 2
 SUCCESS_MIN: Final = 200
 FAILURE_MIN: Final = 300
 _SIP_PREFIXES: Final = (
@@ -139,6 +143,34 @@ class TapCall:
         return 0 if side is self.employee else 1
 
 
+@dataclass(slots=True, kw_only=True)
+class OrphanFlow:
+    """RTP on a 5-tuple no signalling announced (no SIP seen, or SIP the tap could not read).
+
+    Attributes:
+        src, sport, dst, dport: the flow.
+        media: its media pipeline, one stream on channel 0.
+        rtp_packets: RTP packets seen.
+    """
+
+    src: IPAddress
+    sport: int
+    dst: IPAddress
+    dport: int
+    started: float
+    media: MediaSession
+    stream: MediaStream
+    last_seen: float
+    rtp_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrphanEnded:
+    """An orphan flow went quiet (or the capture ended) with enough packets to be a record."""
+
+    flow: OrphanFlow
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallStarted:
     """An INVITE opened a call."""
@@ -170,7 +202,7 @@ class CallEnded:
     call: TapCall
 
 
-TrackerEvent: TypeAlias = CallStarted | CallPacket | CallEnded
+TrackerEvent: TypeAlias = CallStarted | CallPacket | CallEnded | OrphanEnded
 
 
 @dataclass(slots=True)
@@ -184,6 +216,9 @@ class TrackerCounters:
     calls_started: int = 0
     calls_ended: int = 0
     dropped_frames: int = 0
+    orphan_flows: int = 0
+    orphans_ignored: int = 0
+    orphans_over_limit: int = 0
 
 
 def _looks_like_sip(payload: bytes) -> bool:
@@ -199,15 +234,24 @@ class CallTracker:
         is_line: whether a From/To URI is a recorded employee line (from `[[lines]]`).
         media_timeout: seconds without signalling or media after which a call is ended.
         linger: seconds a call keeps collecting media after its BYE or CANCEL.
+        orphan_min_packets: RTP packets an unsignalled flow needs to become an `orphan_stream`
+            record (fewer are counted and forgotten: a mirror port carries stray UDP).
+        max_orphans: unsignalled flows followed at once (memory bound); more are counted.
+        orphan_codecs: per destination (address, port), the codec of a flow without SDP.
+        orphan_keys: per destination (address, port), the SDES suite and key of such a flow.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  # every knob is keyword-only and defaulted
         self,
         *,
         sip_ports: frozenset[int] = frozenset({5060}),
         is_line: Callable[[str], bool] = lambda _uri: False,
         media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
         linger: float = DEFAULT_LINGER,
+        orphan_min_packets: int = DEFAULT_ORPHAN_MIN_PACKETS,
+        max_orphans: int = DEFAULT_MAX_ORPHANS,
+        orphan_codecs: Mapping[Endpoint, tuple[str, int]] | None = None,
+        orphan_keys: Mapping[Endpoint, tuple[str, bytes]] | None = None,
     ) -> None:
         self._sip_ports = sip_ports
         self._is_line = is_line
@@ -219,6 +263,11 @@ class CallTracker:
         self._by_endpoint: dict[Endpoint, tuple[TapCall, Side]] = {}
         self._by_port: dict[int, list[tuple[TapCall, Side]]] = {}
         self._framers: dict[FlowKey, SipFramer | None] = {}
+        self._orphans: dict[tuple[Endpoint, Endpoint], OrphanFlow] = {}
+        self._orphan_min = orphan_min_packets
+        self._max_orphans = max_orphans
+        self._orphan_codecs = dict(orphan_codecs or {})
+        self._orphan_keys = dict(orphan_keys or {})
         self.counters = TrackerCounters()
 
     @property
@@ -245,6 +294,9 @@ class CallTracker:
             elif call.ended is None and now - call.last_seen >= self._timeout:
                 self._end(call, call.last_seen, "media_timeout")
                 self._release(call)
+        for key, flow in list(self._orphans.items()):
+            if now - flow.last_seen >= self._timeout:
+                self._release_orphan(key, flow)
 
     def flush(self) -> None:
         """End of capture: every open call ends at its last packet."""
@@ -254,6 +306,8 @@ class CallTracker:
             if call.ended is None:
                 self._end(call, call.last_seen, "capture_ended")
             self._release(call)
+        for key, flow in list(self._orphans.items()):
+            self._release_orphan(key, flow)
 
     def _drain_decoder(self) -> None:
         while not isinstance(event := self._decoder.next_event(), Sentinel):
@@ -435,7 +489,7 @@ class CallTracker:
     def _media(self, dgram: UdpDatagram) -> None:
         routed = self._route(dgram)
         if routed is None:
-            self.counters.unmatched_udp += 1
+            self._orphan(dgram)
             return
         call, sender, rule = routed
         now = dgram.ts_ns / NS
@@ -459,6 +513,49 @@ class CallTracker:
             call.rtp_packets[sender] += 1
             self.counters.rtp_routed += 1
         stream.receive_datagram(dgram.payload, now)
+
+    def _orphan(self, dgram: UdpDatagram) -> None:
+        payload = dgram.payload
+        if len(payload) < _RTP_HEADER or payload[0] >> 6 != _RTP_VERSION or _is_rtcp(payload):
+            self.counters.unmatched_udp += 1
+            return
+        key = ((dgram.src, dgram.sport), (dgram.dst, dgram.dport))
+        now = dgram.ts_ns / NS
+        flow = self._orphans.get(key)
+        if flow is None:
+            if len(self._orphans) >= self._max_orphans:
+                self.counters.orphans_over_limit += 1
+                return
+            flow = self._new_orphan(key, payload[1] & 0x7F, now)
+        flow.last_seen = now
+        flow.rtp_packets += 1
+        flow.stream.receive_datagram(payload, now)
+
+    def _new_orphan(self, key: tuple[Endpoint, Endpoint], pt: int, now: float) -> OrphanFlow:
+        (src, sport), (dst, dport) = key
+        formats: dict[int, PayloadFormat] = {}
+        if codec := self._orphan_codecs.get((dst, dport)):
+            formats[pt] = PayloadFormat(
+                payload_type=pt, encoding_name=codec[0], clock_rate=codec[1]
+            )
+        secret = self._orphan_keys.get((dst, dport))
+        srtp = SrtpReceiver(suite=CryptoSuite(secret[0]), key=secret[1]) if secret else None
+        media = MediaSession(start=now)
+        stream = media.add_stream(channel=0, formats=formats, srtp=srtp)
+        flow = OrphanFlow(
+            src=src, sport=sport, dst=dst, dport=dport, started=now, media=media, stream=stream,
+            last_seen=now,
+        )  # fmt: skip
+        self._orphans[key] = flow
+        self.counters.orphan_flows += 1
+        return flow
+
+    def _release_orphan(self, key: tuple[Endpoint, Endpoint], flow: OrphanFlow) -> None:
+        del self._orphans[key]
+        if flow.rtp_packets >= self._orphan_min:
+            self._events.append(OrphanEnded(flow=flow))
+        else:
+            self.counters.orphans_ignored += 1
 
     def _end(self, call: TapCall, now: float, reason: str) -> None:
         call.ended = now

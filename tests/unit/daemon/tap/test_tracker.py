@@ -12,6 +12,7 @@ from tapeline.daemon.tap.tracker import (
     CallPacket,
     CallStarted,
     CallTracker,
+    OrphanEnded,
     Side,
     TapCall,
     TrackerEvent,
@@ -195,9 +196,25 @@ def test_register_and_stray_rtp_open_no_call() -> None:
     feed = Feed()
     feed.udp(0.0, (A, 5060), (B, 5060), request("REGISTER", "reg", 1))
     feed.udp(0.1, (A, 4000), (B, 6000), rtp(0))
+    feed.udp(0.2, (A, 53), (B, 53), b"\x12\x34 a DNS query, not RTP")
     feed.flush()
+    assert feed.events == []  # one RTP packet is below orphan_min_packets: counted, not filed
+    counters = feed.tracker.counters
+    assert (counters.orphan_flows, counters.orphans_ignored, counters.unmatched_udp) == (1, 1, 1)
+
+
+def test_unsignalled_rtp_becomes_an_orphan_after_the_timeout_and_respects_the_bound() -> None:
+    feed = Feed(CallTracker(media_timeout=5.0, orphan_min_packets=3, max_orphans=1))
+    for i in range(4):
+        feed.udp(i * 0.02, (A, 4000), (B, 6000), rtp(i))
+    feed.udp(0.1, (A, 4002), (B, 6002), rtp(0, 9))  # a second flow, over the bound of one
+    feed.timer(3.0)
     assert feed.events == []
-    assert feed.tracker.counters.unmatched_udp == 1
+    feed.timer(6.0)
+    (event,) = feed.events
+    assert isinstance(event, OrphanEnded)
+    assert (event.flow.dport, event.flow.rtp_packets) == (6000, 4)
+    assert feed.tracker.counters.orphans_over_limit == 1
 
 
 @settings(max_examples=200)
