@@ -1,5 +1,6 @@
-"""Calls the corpus lacks, in captures we write ourselves: QinQ, ERSPAN, fragmented INVITEs over
-IPv4 and IPv6, reordered RTP and an SSRC change, all through the same path as `import-pcap`.
+"""Calls the corpus lacks, in captures we write ourselves, through the `import-pcap` path.
+
+QinQ, ERSPAN, fragmented INVITEs over IPv4 and IPv6, reordered RTP and an SSRC change.
 """
 
 from __future__ import annotations
