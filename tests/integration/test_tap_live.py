@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+from sqlalchemy import select
 
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
+from tapeline.archive.models import OutboxEvent
 from tapeline.archive.reading import show
 from tapeline.archive.records import Filters, search
 from tapeline.config import load_config
@@ -224,6 +226,18 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
     assert metrics["tapeline_tap_calls_filed"] >= 1
     assert metrics["tapeline_tap_rtp_routed"] >= 2 * packets
     assert "tapeline_tap_kernel_drops" in metrics
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        with archive.index.read() as session:
+            events = session.execute(select(OutboxEvent.type, OutboxEvent.data)).all()
+    finally:
+        archive.close()
+    ours = [(kind, data) for kind, data in events if data.get("call_ref") == setup.call_id]
+    assert (
+        "call.started",
+        {"call_ref": setup.call_id, "source": "tap", "direction": "inbound"},
+    ) in ours
+    assert any(kind == "call.ended" and data["reason"] == "bye" for kind, data in ours)
     frames = _audio(config_path, record)
     for channel, tone in ((0, callee_tone), (1, caller_tone)):
         expected = _sox_decode(tone)

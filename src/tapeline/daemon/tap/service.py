@@ -38,6 +38,8 @@ from tapeline.daemon.tap.tracker import (
     TapCall,
 )
 from tapeline.errors import TapelineError
+from tapeline.events.envelope import EventType
+from tapeline.events.outbox import emit
 from tapeline.proto.net import (
     END_OF_CAPTURE,
     NEED_DATA,
@@ -224,6 +226,9 @@ class TapService:
         journal.append(self._pcap.header(LINKTYPE_ETHERNET))
         self._journals[call.call_id] = journal
         self._drops_at_start[call.call_id] = self._kernel_drops()
+        task = asyncio.get_running_loop().create_task(self._emit_started(call))
+        self._filing.add(task)
+        task.add_done_callback(self._filing.discard)
         self._active["tap"] = self._active.get("tap", 0) + 1
 
     def _journal(self, event: CallPacket) -> None:
@@ -249,6 +254,20 @@ class TapService:
         task = asyncio.get_running_loop().create_task(self._file(call, journal, drops))
         self._filing.add(task)
         task.add_done_callback(self._filing.discard)
+
+    async def _emit_started(self, call: TapCall) -> None:
+        archive = self._archive
+        assert archive is not None  # noqa: S101  # started
+        data = {"call_ref": call.call_id, "source": "tap", "direction": call.direction}
+
+        def write() -> None:
+            with archive.index.write() as db:
+                emit(db, node_id=archive.node_id, type_=EventType.CALL_STARTED, data=data)
+
+        try:
+            await asyncio.to_thread(write)
+        except TapelineError:
+            log.exception("call.started not recorded (the call is still being captured)")
 
     async def _file_orphan(self, flow: OrphanFlow) -> None:
         # Not journaled: a flow is known to be an orphan only once it has gone quiet.
