@@ -116,6 +116,7 @@ class TapService:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._book = LineBook(config)
+        self._tracker.is_line = self._book.is_line
         self._tracker: CallTracker = tracker_for(config, self._book)
         self._sockets: list[PacketSocket] = []
         self._journals: dict[str, JournalWriter] = {}
@@ -198,6 +199,7 @@ class TapService:
         """New lines for calls that start from now on."""
         self._config = config
         self._book = LineBook(config)
+        self._tracker.is_line = self._book.is_line
 
     def _readable(self, sock: PacketSocket) -> None:
         for record in sock.read_batch(BATCH):

@@ -60,6 +60,7 @@ from tapeline.proto.sip import NEED_DATA as SIP_NEED_DATA
 NS: Final = 1_000_000_000
 DEFAULT_MEDIA_TIMEOUT: Final = 60.0
 DEFAULT_LINGER: Final = 2.0
+TIMER_C: Final = 180.0
 DEFAULT_ORPHAN_MIN_PACKETS: Final = 50  # one second of 20 ms packets
 DEFAULT_MAX_ORPHANS: Final = 1000
 _RTP_HEADER: Final = 12
@@ -254,7 +255,8 @@ class CallTracker:
         orphan_keys: Mapping[Endpoint, tuple[str, bytes]] | None = None,
     ) -> None:
         self._sip_ports = sip_ports
-        self._is_line = is_line
+        self.is_line = is_line
+        """Replaceable (SIGHUP reload): used for calls that start afterwards."""
         self._timeout = media_timeout
         self._linger = linger
         self._decoder = PacketDecoder()
@@ -291,12 +293,17 @@ class CallTracker:
         for call in list(self._calls.values()):
             if call.ended is not None and now >= call.ended + self._linger:
                 self._release(call)
-            elif call.ended is None and now - call.last_seen >= self._timeout:
+            elif call.ended is None and now - call.last_seen >= self._quiet_limit(call):
                 self._end(call, call.last_seen, "media_timeout")
                 self._release(call)
         for key, flow in list(self._orphans.items()):
             if now - flow.last_seen >= self._timeout:
                 self._release_orphan(key, flow)
+
+    def _quiet_limit(self, call: TapCall) -> float:
+        # A phone may ring for minutes without a packet (one 180, no retransmission over TCP);
+        # an unanswered INVITE is only given up after Timer C (RFC 3261 §16.6: > 3 minutes).
+        return self._timeout if call.answered is not None else max(self._timeout, TIMER_C)
 
     def flush(self) -> None:
         """End of capture: every open call ends at its last packet."""
@@ -400,7 +407,7 @@ class CallTracker:
 
     def _open(self, invite: SipRequest, now: float, transport: str) -> TapCall:
         caller, callee = invite.from_addr, invite.to_addr
-        caller_line, callee_line = self._is_line(caller.uri), self._is_line(callee.uri)
+        caller_line, callee_line = self.is_line(caller.uri), self.is_line(callee.uri)
         if callee_line and not caller_line:
             employee, direction = Side.CALLEE, "inbound"
         elif caller_line:

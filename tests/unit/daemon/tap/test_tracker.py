@@ -171,6 +171,27 @@ def test_media_timeout_ends_a_silent_call() -> None:
     assert call.ended == T0 + 1.0
 
 
+def test_a_ringing_call_outlives_the_media_timeout_until_timer_c() -> None:
+    feed = Feed(CallTracker(media_timeout=30.0))
+    feed.udp(0.0, (A, 5060), (B, 5060), request("INVITE", "ring", 1, body=sdp(A, 4000)))
+    feed.udp(0.1, (B, 5060), (A, 5060), response(180, "ring", 1))
+    feed.timer(120.0)
+    assert feed.ended() == []
+    feed.timer(181.0)
+    (call,) = feed.ended()
+    assert (call.end_reason, call.answered) == ("media_timeout", None)
+
+
+def test_reloaded_lines_apply_to_calls_that_start_afterwards() -> None:
+    feed = Feed()
+    answered_call(feed, "before")
+    feed.tracker.is_line = lambda uri: uri.startswith("sip:200@")
+    answered_call(feed, "after")
+    feed.flush()
+    directions = {c.call_id: (c.direction, c.employee) for c in feed.ended()}
+    assert directions == {"before": ("unknown", Side.CALLER), "after": ("inbound", Side.CALLEE)}
+
+
 def test_reinvite_moves_media_to_a_new_port() -> None:
     feed = Feed()
     answered_call(feed)
