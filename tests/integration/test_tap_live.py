@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
-from tapeline.archive.models import OutboxEvent
+from tapeline.archive.models import Interaction, OutboxEvent
 from tapeline.archive.reading import show
 from tapeline.archive.records import Filters, search
 from tapeline.config import load_config
@@ -95,16 +95,26 @@ def _start_recorder(netns: str, config_path: Path, tmp_path: Path) -> subprocess
     notify = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify))
-    listener.settimeout(60)
+    listener.settimeout(1)
     env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
     with (tmp_path / "recorder.log").open("wb") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             _in_ns(netns, sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)),
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+    deadline = time.monotonic() + 60
     try:
-        while b"READY=1" not in listener.recv(4096):
-            pass
+        while True:
+            try:
+                if b"READY=1" in listener.recv(4096):
+                    break
+            except TimeoutError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                log_text = (tmp_path / "recorder.log").read_text()[-3000:]
+                pytest.fail(f"recorder did not become ready: {log_text}")
     finally:
         listener.close()
     return proc
@@ -169,13 +179,16 @@ def _setup(tmp_path: Path) -> Setup:
 
 
 def _place_call(
-    netns: str, tmp_path: Path, call_id: str, hold_ms: int
+    netns: str, tmp_path: Path, call_id: str, hold_ms: int, transport: str = "u1"
 ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-    """SIPp callee, then caller (BYE `hold_ms` after the answer); returns both processes."""
+    """SIPp callee, then caller (BYE `hold_ms` after the answer); returns both processes.
+
+    `transport` is SIPp's: `u1` (UDP) or `t1` (one TCP connection).
+    """
     uas = subprocess.Popen(
         _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
                "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
-               "-timeout_error"),
+               "-timeout_error", "-t", transport),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
@@ -183,7 +196,7 @@ def _place_call(
         _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
                "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
                str(hold_ms), "-cid_str", call_id, "-nostdin", "-timeout", "30s",
-               "-timeout_error"),
+               "-timeout_error", "-t", transport),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     return uas, uac
@@ -201,16 +214,19 @@ def _audio(config_path: Path, record: dict[str, Any]) -> np.ndarray:
     return np.asarray(frames)
 
 
+@pytest.mark.parametrize("transport", ["u1", "t1"], ids=["sip-udp", "sip-tcp"])
 def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
-    netns: str, tmp_path: Path
+    netns: str, tmp_path: Path, transport: str
 ) -> None:
     setup = _setup(tmp_path)
     config_path, caller_tone, callee_tone = setup.config_path, setup.caller_tone, setup.callee_tone
     recorder = _start_recorder(netns, config_path, tmp_path)
     try:
-        uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700)
-        assert uac.wait(timeout=60) == 0
-        assert uas.wait(timeout=30) == 0
+        uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700, transport)
+        assert uac.wait(timeout=60) == 0  # the caller got its 200 to INVITE and to BYE
+        # Over TCP SIPp's callee exits 1 when the caller closes the connection during its
+        # timewait; the call itself completed (the caller's exit status says so).
+        uas.wait(timeout=30)
         record = _wait_filed(config_path, setup.call_id)
         metrics = _metrics(netns, config_path)
     finally:
@@ -230,6 +246,9 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
     try:
         with archive.index.read() as session:
             events = session.execute(select(OutboxEvent.type, OutboxEvent.data)).all()
+            details = session.get_one(Interaction, record["id"]).details
+        assert details["transport"] == {"u1": "udp", "t1": "tcp"}[transport]
+        assert details["end_reason"] == "bye"
     finally:
         archive.close()
     ours = [(kind, data) for kind, data in events if data.get("call_ref") == setup.call_id]

@@ -116,7 +116,6 @@ class TapService:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._book = LineBook(config)
-        self._tracker.is_line = self._book.is_line
         self._tracker: CallTracker = tracker_for(config, self._book)
         self._sockets: list[PacketSocket] = []
         self._journals: dict[str, JournalWriter] = {}
