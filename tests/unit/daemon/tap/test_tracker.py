@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import struct
 
+import pylibsrtp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -249,3 +251,43 @@ def test_arbitrary_datagrams_on_sip_and_rtp_ports_never_raise(payloads: list[byt
         feed.udp(1 + i * 0.01, (A, 5060), (B, 5060), b"INVITE " + payload)
     feed.flush()
     assert any(c.call_id == "c1" for c in feed.ended())
+
+
+def _srtp_sender(key: bytes) -> pylibsrtp.Session:
+    policy = pylibsrtp.Policy(
+        key=key,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    )
+    return pylibsrtp.Session(policy=policy)
+
+
+def test_srtp_is_decrypted_with_each_sides_sdes_key_from_its_sdp() -> None:
+    caller_key, callee_key = bytes(range(30)), bytes(range(100, 130))
+
+    def secure(addr: str, port: int, key: bytes) -> str:
+        inline = base64.b64encode(key).decode()
+        return sdp(addr, port).replace("RTP/AVP", "RTP/SAVP") + (
+            f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n"
+        )
+
+    feed = Feed()
+    feed.udp(
+        0.0, (A, 5060), (B, 5060), request("INVITE", "s1", 1, body=secure(A, 4000, caller_key))
+    )
+    feed.udp(0.2, (B, 5060), (A, 5060), response(200, "s1", 1, body=secure(B, 6000, callee_key)))
+    caller, callee = _srtp_sender(caller_key), _srtp_sender(callee_key)
+    loud = b"\x80" * 160  # the loudest μ-law code: decrypted audio is a constant full scale
+    for i in range(20):
+        plain = [struct.pack("!BBHII", 0x80, 0, i, i * 160, ssrc) + loud for ssrc in (1, 2)]
+        feed.udp(1 + i * 0.02, (A, 4000), (B, 6000), caller.protect(plain[0]))
+        feed.udp(1 + i * 0.02, (B, 6000), (A, 4000), callee.protect(plain[1]))
+    feed.flush()
+    (call,) = feed.ended()
+    result = call.media.finish(end=call.last_seen + 0.02)
+    for quality in result.quality:
+        assert (quality.received, quality.srtp_auth_failures, quality.undecodable) == (20, 0, 0)
+    for channel in (0, 1):
+        heard = result.stereo[:, channel][result.stereo[:, channel] != 0]
+        assert len(heard) == 20 * 160
+        assert set(heard.tolist()) == {32124}  # μ-law 0x80, as sox decodes it too
