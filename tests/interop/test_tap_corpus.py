@@ -28,7 +28,8 @@ CLASSIC = "heplify__rtp_rtcp_sip_ipv4_udp.pcap"
 TCP = "heplify__sip_ipv4_tcp.pcap"
 TCP_SPLIT = "heplify__sip_ipv4_tcp_fragmented.pcap"
 STREAM_ROW = re.compile(
-    r"^\s*[\d.]+\s+[\d.]+\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+(?P<dport>\d+)\s+"
+    r"^\s*(?P<start>[\d.]+)\s+(?P<end>[\d.]+)\s+"
+    r"(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+(?P<dport>\d+)\s+"
     r"(?P<ssrc>0x[0-9A-Fa-f]+)\s+.+?\s+(?P<pkts>\d+)\s+\d+ \(",
 )
 
@@ -54,6 +55,16 @@ def _tshark_streams(path: Path) -> dict[tuple[str, int, str, int], int]:
             key = (m["src"], int(m["sport"]), m["dst"], int(m["dport"]))
             streams[key] = int(m["pkts"])
     return streams
+
+
+def _tshark_durations(path: Path) -> dict[tuple[str, int, str, int], float]:
+    """Seconds from first to last packet per stream, as `tshark -z rtp,streams` reports them."""
+    out = _tshark("-r", str(path), "-q", "-z", "rtp,streams")
+    return {
+        (m["src"], int(m["sport"]), m["dst"], int(m["dport"])): float(m["end"]) - float(m["start"])
+        for line in out.splitlines()
+        if (m := STREAM_ROW.match(line))
+    }
 
 
 def _tshark_invites(path: Path, *decode_as: str) -> set[str]:
@@ -84,10 +95,13 @@ def test_classic_g711_call_counts_equal_tshark() -> None:
     assert len(answered) == 1
     call = answered[0]
     streams = _tshark_streams(path)
+    durations = _tshark_durations(path)
     for sender in Side:
         key = _stream_key(call, sender)
         assert call.rtp_packets[sender] == streams[key], key
         assert call.rules[sender] == "sdp"
+        ours = call.rtp_last[sender] - call.rtp_first[sender]
+        assert ours == pytest.approx(durations[key], abs=2e-6), key  # tshark prints µs
     # The third stream tshark lists is MGCP-signalled media, which no SIP call may claim.
     routed = sum(c.rtp_packets[s] for c in calls for s in Side)
     assert routed == sum(streams.values()) - min(streams.values())
@@ -105,6 +119,10 @@ def test_sip_over_tcp_call_and_rtp_counts_equal_tshark() -> None:
     assert call.end_reason == "bye"
     streams = _tshark_streams(path)
     assert {_stream_key(call, s): call.rtp_packets[s] for s in Side} == streams
+    durations = _tshark_durations(path)
+    for sender in Side:
+        ours = call.rtp_last[sender] - call.rtp_first[sender]
+        assert ours == pytest.approx(durations[_stream_key(call, sender)], abs=2e-6)
 
 
 def test_split_tcp_segments_on_port_6060_every_dialog_found() -> None:

@@ -112,6 +112,7 @@ class TapCall:
         media: the media pipeline; one stream per sending side, created at its first packet.
         rtp_packets: RTP packets routed, per sending side (RTCP not included).
         rules: the routing rule that first matched each sending side.
+        rtp_first / rtp_last: capture time of each side's first and last RTP packet.
         final_status: the final response to the INVITE, when one was seen.
     """
 
@@ -138,6 +139,8 @@ class TapCall:
     streams: dict[Side, MediaStream] = field(default_factory=dict)
     rtp_packets: dict[Side, int] = field(default_factory=lambda: {Side.CALLER: 0, Side.CALLEE: 0})
     rules: dict[Side, str] = field(default_factory=dict)
+    rtp_first: dict[Side, float] = field(default_factory=dict)
+    rtp_last: dict[Side, float] = field(default_factory=dict)
 
     def channel_of(self, side: Side) -> int:
         """Recording channel of what `side` sends: 0 for the employee line, 1 for the other."""
@@ -517,6 +520,8 @@ class CallTracker:
             call.streams[sender] = stream
             call.rules[sender] = rule
         if not _is_rtcp(dgram.payload):
+            call.rtp_first.setdefault(sender, now)
+            call.rtp_last[sender] = now
             call.rtp_packets[sender] += 1
             self.counters.rtp_routed += 1
         stream.receive_datagram(dgram.payload, now)
