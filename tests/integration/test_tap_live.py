@@ -9,6 +9,7 @@ the right channel (channel 0 = the callee, the provisioned line; channel 1 = the
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -310,3 +311,53 @@ def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_p
         n = min(heard, len(got) - start)
         assert n >= heard - 2 * PACKET_SAMPLES
         assert np.array_equal(got[start : start + n], expected[:n]), stream
+
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+REPLAY = """
+import socket, sys, time
+from pathlib import Path
+from tapeline.daemon.tap.offline import read_records
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind(("lo", 0))
+records = list(read_records(Path(sys.argv[1])))
+start, t0 = time.monotonic(), records[0].ts_ns
+for record in records:
+    late = (record.ts_ns - t0) / 1e9 - (time.monotonic() - start)
+    if late > 0:
+        time.sleep(late)
+    sock.send(record.data)
+"""
+
+
+def _summary(record: dict[str, Any]) -> tuple[str, str, list[int]]:
+    packets = sorted(s["quality"]["rtp_packets"] for s in record["streams"])
+    return record["kind"], record["source"]["sip_call_id"], packets
+
+
+def test_replayed_capture_is_filed_live_as_import_pcap_files_it(netns: str, tmp_path: Path) -> None:
+    capture = CORPUS / "heplify__sip_ipv4_tcp.pcap"
+    if not capture.is_file():
+        pytest.skip(f"public corpus file {capture} is absent (see ../shared/corpus/SOURCES.md)")
+    offline_config = write_config_file(tmp_path / "offline")
+    imported = subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", "import-pcap", "-c", str(offline_config),
+         str(capture)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = sorted(_summary(json.loads(line)) for line in imported.stdout.splitlines())
+    assert [kind for kind, _id, _packets in expected] == ["call"]
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    config_path = write_config_file(live_dir)
+    config_path.write_text(config_path.read_text() + '\n[tap]\ninterfaces = ["lo"]\n')
+    recorder = _start_recorder(netns, config_path, live_dir)
+    try:
+        # The capture's frames go onto the namespace's `lo` as they were captured, at their pace.
+        subprocess.run(_in_ns(netns, sys.executable, "-c", REPLAY, str(capture)), check=True,
+                       timeout=60)  # fmt: skip
+        live = [_summary(_wait_filed(config_path, call_id)) for _kind, call_id, _p in expected]
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=30)
+    assert sorted(live) == expected
