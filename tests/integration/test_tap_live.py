@@ -293,6 +293,13 @@ def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_p
     assert not journal.exists()  # released only after filing
     assert record["kind"] == "call", record
     assert record["incomplete"] is True
+    archive = Archive.open(load_config(setup.config_path, environ={}), migrate=False)
+    try:
+        with archive.index.read() as session:
+            details = session.get_one(Interaction, record["id"]).details
+    finally:
+        archive.close()
+    assert details["end_reason"] == "recovered after a crash"
     assert record["source"]["path"] == "tap"
     tones = {0: setup.callee_tone, 1: setup.caller_tone}
     frames = _audio(setup.config_path, record)

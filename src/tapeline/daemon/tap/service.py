@@ -37,7 +37,7 @@ from tapeline.daemon.tap.tracker import (
     OrphanFlow,
     TapCall,
 )
-from tapeline.errors import TapelineError
+from tapeline.errors import StorageError, TapelineError
 from tapeline.events.envelope import EventType
 from tapeline.events.outbox import emit
 from tapeline.proto.net import (
@@ -64,6 +64,7 @@ class TapCounters:
 
     calls_filed: int = 0
     orphans_filed: int = 0
+    journal_failures: int = 0
     filing_failures: int = 0
     recovered: int = 0
 
@@ -95,7 +96,8 @@ def recover_tap_spool(archive: Archive, config: Config) -> int:
                 if isinstance(event, CallEnded):
                     calls.append(event.call)
             for call in calls:
-                call.end_reason = call.end_reason or "recovered"
+                if call.end_reason == "capture_ended":  # the journal stopped, not the call
+                    call.end_reason = "recovered after a crash"
                 file_call(archive, config, call, book=book, incomplete=True)
         except TapelineError:
             log.exception("could not recover tap journal %s; kept", path)
@@ -192,6 +194,7 @@ class TapService:
             "orphans_filed": self.counters.orphans_filed,
             "filing_failures": self.counters.filing_failures,
             "calls_recovered": self.counters.recovered,
+            "journal_failures": self.counters.journal_failures,
         }
 
     def reload(self, config: Config) -> None:
@@ -223,9 +226,16 @@ class TapService:
     def _open(self, call: TapCall) -> None:
         path = Path(self._config.storage.spool) / f"tap-{uuid.uuid4()}.tpj"
         assert self._archive is not None  # noqa: S101  # started
-        journal = JournalWriter(path, self._archive.vault.archive_key)
-        journal.append(self._pcap.header(LINKTYPE_ETHERNET))
-        self._journals[call.call_id] = journal
+        try:
+            journal = JournalWriter(path, self._archive.vault.archive_key)
+        except StorageError:
+            # The call is still followed and filed at its end; only crash safety is lost, so
+            # say so loudly rather than drop the call.
+            self.counters.journal_failures += 1
+            log.exception("no journal for a tapped call; it is recorded without crash safety")
+        else:
+            journal.append(self._pcap.header(LINKTYPE_ETHERNET))
+            self._journals[call.call_id] = journal
         self._drops_at_start[call.call_id] = self._kernel_drops()
         task = asyncio.get_running_loop().create_task(self._emit_started(call))
         self._filing.add(task)
