@@ -385,6 +385,32 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_import_pcap(args: argparse.Namespace) -> int:
+    """File every call in capture files, one JSON record per line (the tap's offline mode)."""
+    from tapeline.daemon.tap.offline import import_captures, parse_hints  # noqa: PLC0415
+
+    try:
+        hints = parse_hints(args.rtp_codec or [], args.srtp_key or [])
+    except ValueError as exc:
+        _err(str(exc))
+        return EX_USAGE
+    archive = _open_archive(args)
+    try:
+        summary = import_captures(
+            archive, archive.config, [Path(p) for p in args.captures], _print_json, hints
+        )
+    finally:
+        archive.close()
+    counts = summary.counters
+    _err(
+        f"{summary.filed} records filed; {counts.sip_messages} SIP messages, "
+        f"{counts.rtp_routed} RTP packets routed, {counts.orphan_flows} unsignalled RTP flows "
+        f"({counts.orphans_ignored} too short for a record), "
+        f"{counts.unmatched_udp} other UDP datagrams"
+    )
+    return 0
+
+
 def cmd_recorder(args: argparse.Namespace) -> int:
     """Run the recorder."""
     from tapeline.daemon.logs import setup_logging  # noqa: PLC0415
@@ -953,6 +979,28 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole CLI
     _add_actor(show)
     show.add_argument("id")
     show.add_argument("--audio", metavar="OUT")
+
+    imp = add("import-pcap", cmd_import_pcap, "file every call found in pcap/pcapng captures")
+    tap = add("tap", lambda _a: EX_USAGE, "the passive tap")
+    tap_import = tap.add_subparsers(dest="tap_command", required=True).add_parser(
+        "import", help="same as import-pcap"
+    )
+    tap_import.set_defaults(handler=cmd_import_pcap)
+    for p in (imp, tap_import):
+        _add_config(p)
+        p.add_argument("captures", nargs="+", metavar="CAPTURE")
+        p.add_argument(
+            "--rtp-codec",
+            action="append",
+            metavar="DST_ADDR:PORT=NAME[/RATE]",
+            help="codec of an RTP flow that has no SDP (repeatable)",
+        )
+        p.add_argument(
+            "--srtp-key",
+            action="append",
+            metavar="DST_ADDR:PORT=BASE64",
+            help="AES_CM_128_HMAC_SHA1_80 key of a flow keyed out of band (repeatable)",
+        )
 
     _add_config(add("verify", cmd_verify, "re-hash every object and walk the audit chain"))
     restore = add("restore", cmd_restore, "rebuild a clean appliance's index from its replica")

@@ -168,6 +168,18 @@ class TapConfig(_Section):
 
     interfaces: list[str] = Field(default_factory=list)
     filter: str = "udp or tcp port 5060"
+    sip_ports: list[int] = Field(default_factory=lambda: [5060])
+    media_timeout_s: float = Field(default=60.0, gt=0)
+    buffer_mb: int = Field(default=64, ge=1, le=4096)
+    orphan_min_packets: int = Field(default=50, ge=1)
+
+    @field_validator("sip_ports")
+    @classmethod
+    def _check_sip_ports(cls, values: list[int]) -> list[int]:
+        for port in values:
+            if not 1 <= port <= MAX_PORT:
+                raise ValueError(f"{port}: a port is 1-65535")
+        return values
 
 
 class WhatsappConfig(_Section):

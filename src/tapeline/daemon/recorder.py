@@ -44,6 +44,8 @@ class Runtime:
     health_checks: dict[str, Callable[[], tuple[str, str]]] = field(default_factory=dict)
     # Figures a service measures itself, published in the `stats` topic (None: unknown, left out).
     gauges: dict[str, Callable[[], float | None]] = field(default_factory=dict)
+    metrics: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
+    """Per capture path, counters exported as `tapeline_<path>_<name>` on /metrics."""
 
 
 class Service(Protocol):
@@ -107,7 +109,9 @@ class Recorder:
     def _make_status_server(self, runtime: Runtime) -> EmbeddedServer:
         host, port = self.config.node.status_address
         health = Health(runtime.archive, extra=runtime.health_checks)
-        app = create_status_app(runtime.archive, health, self.active_calls, runtime.gauges)
+        app = create_status_app(
+            runtime.archive, health, self.active_calls, runtime.gauges, runtime.metrics
+        )
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )

@@ -17,6 +17,10 @@ def build_services(config: Config) -> list[Service]:
         from tapeline.daemon.siprec.service import SiprecService  # noqa: PLC0415  # optional
 
         services.append(SiprecService(config))
+    if config.tap.interfaces:
+        from tapeline.daemon.tap.service import TapService  # noqa: PLC0415  # optional
+
+        services.append(TapService(config))
     if config.whatsapp.listen:
         from tapeline.daemon.whatsapp.service import WhatsappService  # noqa: PLC0415  # optional
 

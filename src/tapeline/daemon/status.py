@@ -42,11 +42,16 @@ class RecorderCollector(Collector):
     """Metrics read at scrape time from the archive and the running recorder."""
 
     def __init__(
-        self, archive: Archive, active_calls: dict[str, int], gauges: Gauges | None = None
+        self,
+        archive: Archive,
+        active_calls: dict[str, int],
+        gauges: Gauges | None = None,
+        sources: dict[str, Callable[[], dict[str, int]]] | None = None,
     ) -> None:
         self._archive = archive
         self._active = active_calls
         self._gauges = {} if gauges is None else gauges  # the live dict: services add to it later
+        self._sources = sources if sources is not None else {}
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
         """One scrape."""
@@ -83,14 +88,23 @@ class RecorderCollector(Collector):
         for source, count in sorted(self._active.items()):
             calls.add_metric([source], count)
         yield calls
+        for source_name, figures in sorted(self._sources.items()):
+            for name, value in sorted(figures().items()):
+                yield GaugeMetricFamily(
+                    f"tapeline_{source_name}_{name}", f"{source_name}: {name}", value=value
+                )
 
 
 def create_status_app(
-    archive: Archive, health: Health, active_calls: dict[str, int], gauges: Gauges | None = None
+    archive: Archive,
+    health: Health,
+    active_calls: dict[str, int],
+    gauges: Gauges | None = None,
+    sources: dict[str, Callable[[], dict[str, int]]] | None = None,
 ) -> Starlette:
     """The status ASGI app (served on `node.status_listen`, loopback by default)."""
     registry = CollectorRegistry()
-    registry.register(RecorderCollector(archive, active_calls, gauges))
+    registry.register(RecorderCollector(archive, active_calls, gauges, sources))
 
     async def livez(_: Request) -> Response:
         return PlainTextResponse("ok\n")

@@ -60,6 +60,7 @@ class PublisherRuntime(Protocol):
     active_calls: dict[str, int]
     health_checks: dict[str, Callable[[], tuple[str, str]]]
     gauges: dict[str, Callable[[], float | None]]
+    metrics: dict[str, Callable[[], dict[str, int]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -428,6 +429,7 @@ class MqttPublisher:
             active_calls=sum(runtime.active_calls.values()),
             counters=self.counters,
             gauges=read_gauges(runtime.gauges),
+            sources=runtime.metrics,
         )
 
     async def _publish_stats(self) -> None:

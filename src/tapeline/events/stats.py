@@ -55,8 +55,13 @@ def collect_stats(
     active_calls: int,
     counters: PublisherCounters,
     gauges: Mapping[str, Number] | None = None,
+    sources: Mapping[str, Callable[[], Mapping[str, int]]] | None = None,
 ) -> dict[str, Number]:
-    """Gather the node's figures (blocking: run it in a thread)."""
+    """Gather the node's figures (blocking: run it in a thread).
+
+    `sources` are capture paths' own counters (the tap's packets, kernel drops...), published as
+    `<source>_<name>`, the same figures /metrics shows as `tapeline_<source>_<name>`.
+    """
     node = archive.node_id
     with archive.index.read() as session:
         filed = dict(
@@ -81,7 +86,13 @@ def collect_stats(
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the object folder appears with the first record
     disk = shutil.disk_usage(folder)
+    extra = {
+        f"{source}_{name}": value
+        for source, figures in sorted((sources or {}).items())
+        for name, value in figures().items()
+    }
     return {
+        **extra,
         "active_calls": active_calls,
         "calls_filed_total": int(filed.get("call", 0)),
         "messages_filed_total": int(filed.get("message", 0)),

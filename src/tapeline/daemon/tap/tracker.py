@@ -1,0 +1,595 @@
+"""The passive tap's call tracker: capture records in, calls with their media out (sans-IO).
+
+Theory of operation: every record goes through `proto.net.PacketDecoder` (link layers, IP
+defragmentation, TCP reassembly). UDP datagrams and TCP stream bytes that carry SIP (a configured
+port, or a SIP start line on any port) become messages grouped by Call-ID; an INVITE opens a
+`TapCall`. SDP in any message of a call tells which address the *sender* of that message
+receives media on; an RTP datagram is routed by, in order:
+
+* `sdp`: its destination is a side's SDP address, so the other side sent it;
+* `symmetric`: its source is a side's SDP address (NAT in front of the receiver: the packet goes
+  to the translated address, but it leaves from the address the sender advertised);
+* `port`: its destination port is a side's SDP port on another address (a NAT or SBC rewrote
+  the address but kept the port), only when exactly one open call owns that port.
+
+The rule that routed each direction is kept on the call, so a reviewer sees how media was matched.
+A call ends on BYE or CANCEL, on a final error to its INVITE, when nothing of it was seen for
+`media_timeout` seconds, or at the end of the capture. Packets still arrive for a moment after a
+BYE (the far end has not stopped sending yet), so a call ends at its BYE but is handed out only
+`linger` seconds later, with those packets counted and decoded.
+
+Nothing here reads a clock or a socket: time is the capture timestamp of the records, and the live
+adapter drives `handle_timer` with its own clock between packets.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from tapeline.daemon.siprec.core import receive_keys
+from tapeline.media.formats import PayloadFormat
+from tapeline.media.session import MediaSession, MediaStream
+from tapeline.media.srtp import CryptoSuite, SrtpReceiver
+from tapeline.proto.errors import ParseError
+from tapeline.proto.net import (
+    NEED_DATA,
+    FlowKey,
+    PacketDecoder,
+    PacketRecord,
+    Sentinel,
+    StreamClosed,
+    StreamData,
+    UdpDatagram,
+)
+from tapeline.proto.net.ip import IPAddress
+from tapeline.proto.sdp import parse_sdp
+from tapeline.proto.sip import (
+    CONNECTION_CLOSED,
+    NameAddr,
+    SipFramer,
+    SipMessage,
+    SipRequest,
+    parse_datagram,
+)
+from tapeline.proto.sip import NEED_DATA as SIP_NEED_DATA
+
+NS: Final = 1_000_000_000
+DEFAULT_MEDIA_TIMEOUT: Final = 60.0
+DEFAULT_LINGER: Final = 2.0
+TIMER_C: Final = 180.0
+DEFAULT_ORPHAN_MIN_PACKETS: Final = 50  # one second of 20 ms packets
+DEFAULT_MAX_ORPHANS: Final = 1000
+_RTP_HEADER: Final = 12
+_RTP_VERSION: Final = 2
+SUCCESS_MIN: Final = 200
+FAILURE_MIN: Final = 300
+_SIP_PREFIXES: Final = (
+    b"SIP/2.0 ",
+    b"INVITE ",
+    b"ACK ",
+    b"BYE ",
+    b"CANCEL ",
+    b"UPDATE ",
+    b"PRACK ",
+    b"OPTIONS ",
+    b"REGISTER ",
+    b"INFO ",
+    b"REFER ",
+    b"NOTIFY ",
+    b"SUBSCRIBE ",
+    b"MESSAGE ",
+)
+Endpoint: TypeAlias = tuple[IPAddress, int]
+
+
+class Side(enum.IntEnum):
+    """The two ends of a dialog, by who sent the INVITE."""
+
+    CALLER = 0
+    CALLEE = 1
+
+    @property
+    def other(self) -> Side:
+        """The opposite side."""
+        return Side.CALLEE if self is Side.CALLER else Side.CALLER
+
+
+@dataclass(slots=True, kw_only=True)
+class TapCall:
+    """One observed SIP dialog and its media.
+
+    Attributes:
+        call_id: the SIP Call-ID.
+        started: capture time of the INVITE, in seconds.
+        caller / callee: From and To of the INVITE.
+        transport: "udp" or "tcp".
+        employee: the side that is a recorded line (channel 0); the caller when neither is.
+        direction: "inbound" (the callee is a line), "outbound" (the caller is) or "unknown".
+        media: the media pipeline; one stream per sending side, created at its first packet.
+        rtp_packets: RTP packets routed, per sending side (RTCP not included).
+        rules: the routing rule that first matched each sending side.
+        rtp_first / rtp_last: capture time of each side's first and last RTP packet.
+        final_status: the final response to the INVITE, when one was seen.
+    """
+
+    call_id: str
+    started: float
+    caller: NameAddr
+    callee: NameAddr
+    transport: str
+    employee: Side
+    direction: str
+    media: MediaSession
+    caller_tag: str | None
+    answered: float | None = None
+    ended: float | None = None
+    end_reason: str = ""
+    final_status: int | None = None
+    last_seen: float = 0.0
+    sip_messages: int = 0
+    endpoints: dict[Side, set[Endpoint]] = field(
+        default_factory=lambda: {Side.CALLER: set(), Side.CALLEE: set()}
+    )
+    formats: dict[int, PayloadFormat] = field(default_factory=dict)
+    keys: dict[Side, tuple[str, bytes]] = field(default_factory=dict)
+    streams: dict[Side, MediaStream] = field(default_factory=dict)
+    rtp_packets: dict[Side, int] = field(default_factory=lambda: {Side.CALLER: 0, Side.CALLEE: 0})
+    rules: dict[Side, str] = field(default_factory=dict)
+    rtp_first: dict[Side, float] = field(default_factory=dict)
+    rtp_last: dict[Side, float] = field(default_factory=dict)
+
+    def channel_of(self, side: Side) -> int:
+        """Recording channel of what `side` sends: 0 for the employee line, 1 for the other."""
+        return 0 if side is self.employee else 1
+
+
+@dataclass(slots=True, kw_only=True)
+class OrphanFlow:
+    """RTP on a 5-tuple no signalling announced (no SIP seen, or SIP the tap could not read).
+
+    Attributes:
+        src, sport, dst, dport: the flow.
+        media: its media pipeline, one stream on channel 0.
+        rtp_packets: RTP packets seen.
+    """
+
+    src: IPAddress
+    sport: int
+    dst: IPAddress
+    dport: int
+    started: float
+    media: MediaSession
+    stream: MediaStream
+    last_seen: float
+    rtp_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrphanEnded:
+    """An orphan flow went quiet (or the capture ended) with enough packets to be a record."""
+
+    flow: OrphanFlow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted:
+    """An INVITE opened a call."""
+
+    call: TapCall
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallPacket:
+    """A datagram (SIP message or media) that belongs to a call: journal it before anything else.
+
+    SIP that came over TCP is given as the reassembled message with the connection's addresses,
+    so a journal replays through the same tracker as UDP.
+    """
+
+    call: TapCall
+    ts_ns: int
+    src: IPAddress
+    sport: int
+    dst: IPAddress
+    dport: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded:
+    """A call is over and its media complete: finish it and file it."""
+
+    call: TapCall
+
+
+TrackerEvent: TypeAlias = CallStarted | CallPacket | CallEnded | OrphanEnded
+
+
+@dataclass(slots=True)
+class TrackerCounters:
+    """What the tracker saw (for /metrics, stats and the import summary)."""
+
+    sip_messages: int = 0
+    sip_malformed: int = 0
+    rtp_routed: int = 0
+    unmatched_udp: int = 0
+    calls_started: int = 0
+    calls_ended: int = 0
+    dropped_frames: int = 0
+    orphan_flows: int = 0
+    orphans_ignored: int = 0
+    orphans_over_limit: int = 0
+
+
+def _looks_like_sip(payload: bytes) -> bool:
+    return payload.startswith(_SIP_PREFIXES)
+
+
+class CallTracker:
+    """Follows SIP dialogs and routes their RTP from decoded capture records.
+
+    Args:
+        sip_ports: UDP/TCP ports whose traffic is SIP; other ports are SIP only when a datagram
+            or a TCP stream starts with a SIP start line.
+        is_line: whether a From/To URI is a recorded employee line (from `[[lines]]`).
+        media_timeout: seconds without signalling or media after which a call is ended.
+        linger: seconds a call keeps collecting media after its BYE or CANCEL.
+        orphan_min_packets: RTP packets an unsignalled flow needs to become an `orphan_stream`
+            record (fewer are counted and forgotten: a mirror port carries stray UDP).
+        max_orphans: unsignalled flows followed at once (memory bound); more are counted.
+        orphan_codecs: per destination (address, port), the codec of a flow without SDP.
+        orphan_keys: per destination (address, port), the SDES suite and key of such a flow.
+    """
+
+    def __init__(  # noqa: PLR0913  # every knob is keyword-only and defaulted
+        self,
+        *,
+        sip_ports: frozenset[int] = frozenset({5060}),
+        is_line: Callable[[str], bool] = lambda _uri: False,
+        media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
+        linger: float = DEFAULT_LINGER,
+        orphan_min_packets: int = DEFAULT_ORPHAN_MIN_PACKETS,
+        max_orphans: int = DEFAULT_MAX_ORPHANS,
+        orphan_codecs: Mapping[Endpoint, tuple[str, int]] | None = None,
+        orphan_keys: Mapping[Endpoint, tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._sip_ports = sip_ports
+        self.is_line = is_line
+        """Replaceable (SIGHUP reload): used for calls that start afterwards."""
+        self._timeout = media_timeout
+        self._linger = linger
+        self._decoder = PacketDecoder()
+        self._events: deque[TrackerEvent] = deque()
+        self._calls: dict[str, TapCall] = {}
+        self._by_endpoint: dict[Endpoint, tuple[TapCall, Side]] = {}
+        self._by_port: dict[int, list[tuple[TapCall, Side]]] = {}
+        self._framers: dict[FlowKey, SipFramer | None] = {}
+        self._orphans: dict[tuple[Endpoint, Endpoint], OrphanFlow] = {}
+        self._orphan_min = orphan_min_packets
+        self._max_orphans = max_orphans
+        self._orphan_codecs = dict(orphan_codecs or {})
+        self._orphan_keys = dict(orphan_keys or {})
+        self.counters = TrackerCounters()
+
+    @property
+    def open_calls(self) -> int:
+        """Calls not yet handed out with `CallEnded`."""
+        return len(self._calls)
+
+    def next_event(self) -> TrackerEvent | Sentinel:
+        """The next event, or `NEED_DATA`."""
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def receive_record(self, record: PacketRecord) -> None:
+        """Decode one capture record and act on what it carried."""
+        self._decoder.receive_record(record)
+        self._drain_decoder()
+
+    def handle_timer(self, now: float) -> None:
+        """End calls that timed out or finished lingering by `now` (capture seconds)."""
+        self._decoder.handle_timer(now)
+        self._drain_decoder()
+        for call in list(self._calls.values()):
+            if call.ended is not None and now >= call.ended + self._linger:
+                self._release(call)
+            elif call.ended is None and now - call.last_seen >= self._quiet_limit(call):
+                self._end(call, call.last_seen, "media_timeout")
+                self._release(call)
+        for key, flow in list(self._orphans.items()):
+            if now - flow.last_seen >= self._timeout:
+                self._release_orphan(key, flow)
+
+    def _quiet_limit(self, call: TapCall) -> float:
+        # A phone may ring for minutes without a packet (one 180, no retransmission over TCP);
+        # an unanswered INVITE is only given up after Timer C (RFC 3261 §16.6: > 3 minutes).
+        return self._timeout if call.answered is not None else max(self._timeout, TIMER_C)
+
+    def flush(self) -> None:
+        """End of capture: every open call ends at its last packet."""
+        self._decoder.flush()
+        self._drain_decoder()
+        for call in list(self._calls.values()):
+            if call.ended is None:
+                self._end(call, call.last_seen, "capture_ended")
+            self._release(call)
+        for key, flow in list(self._orphans.items()):
+            self._release_orphan(key, flow)
+
+    def _drain_decoder(self) -> None:
+        while not isinstance(event := self._decoder.next_event(), Sentinel):
+            if isinstance(event, UdpDatagram):
+                self._datagram(event)
+            elif isinstance(event, StreamData):
+                self._stream_data(event)
+            elif isinstance(event, StreamClosed):
+                self._framers.pop(event.flow, None)
+            else:
+                self.counters.dropped_frames += 1
+
+    def _datagram(self, dgram: UdpDatagram) -> None:
+        sip_port = dgram.sport in self._sip_ports or dgram.dport in self._sip_ports
+        if sip_port or _looks_like_sip(dgram.payload):
+            try:
+                message = parse_datagram(dgram.payload)
+            except ParseError:
+                self.counters.sip_malformed += 1
+                return
+            self._sip(
+                message, dgram.ts_ns, (dgram.src, dgram.sport), (dgram.dst, dgram.dport), "udp"
+            )
+            return
+        self._media(dgram)
+
+    def _stream_data(self, event: StreamData) -> None:
+        flow = event.flow
+        if flow not in self._framers:
+            known = flow.sport in self._sip_ports or flow.dport in self._sip_ports
+            self._framers[flow] = SipFramer() if known or _looks_like_sip(event.data) else None
+        framer = self._framers[flow]
+        if framer is None:
+            return
+        framer.receive_data(event.data)
+        ts_ns = round(event.time * NS)
+        while True:
+            try:
+                message = framer.next_event()
+            except ParseError:
+                # A stream that lost its framing cannot resynchronise (RFC 3261 §18.3).
+                self.counters.sip_malformed += 1
+                self._framers[flow] = None
+                return
+            if message is SIP_NEED_DATA or message is CONNECTION_CLOSED:
+                return
+            assert not isinstance(message, enum.Enum)  # noqa: S101  # the two sentinels above
+            self._sip(message, ts_ns, (flow.src, flow.sport), (flow.dst, flow.dport), "tcp")
+
+    def _sip(  # one message and where it came from
+        self, message: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint, transport: str
+    ) -> None:
+        self.counters.sip_messages += 1
+        now = ts_ns / NS
+        try:
+            call_id = message.call_id
+            cseq = message.cseq
+        except ParseError:
+            self.counters.sip_malformed += 1
+            return
+        call = self._calls.get(call_id)
+        if call is None:
+            if not (isinstance(message, SipRequest) and message.method == "INVITE"):
+                return  # REGISTER, OPTIONS, or the tail of a call that ended already
+            call = self._open(message, now, transport)
+        call.sip_messages += 1
+        call.last_seen = max(call.last_seen, now)
+        self._events.append(
+            CallPacket(
+                call=call, ts_ns=ts_ns, src=src[0], sport=src[1], dst=dst[0], dport=dst[1],
+                payload=message.raw,
+            )
+        )  # fmt: skip
+        sender = self._sender(call, message)
+        self._learn_sdp(call, message, sender)
+        if isinstance(message, SipRequest):
+            if message.method in {"BYE", "CANCEL"} and call.ended is None:
+                self._end(call, now, message.method.lower())
+            return
+        if cseq.method != "INVITE":
+            return
+        code = message.status_code
+        if SUCCESS_MIN <= code < FAILURE_MIN and call.answered is None:
+            call.answered = now
+            call.final_status = code
+        elif code >= FAILURE_MIN and call.answered is None and call.final_status is None:
+            call.final_status = code
+            if call.ended is None:
+                self._end(call, now, f"rejected_{code}")
+
+    def _open(self, invite: SipRequest, now: float, transport: str) -> TapCall:
+        caller, callee = invite.from_addr, invite.to_addr
+        caller_line, callee_line = self.is_line(caller.uri), self.is_line(callee.uri)
+        if callee_line and not caller_line:
+            employee, direction = Side.CALLEE, "inbound"
+        elif caller_line:
+            employee, direction = Side.CALLER, "outbound"
+        else:
+            employee, direction = Side.CALLER, "unknown"
+        call = TapCall(
+            call_id=invite.call_id,
+            started=now,
+            caller=caller,
+            callee=callee,
+            transport=transport,
+            employee=employee,
+            direction=direction,
+            media=MediaSession(start=now),
+            caller_tag=caller.tag,
+            last_seen=now,
+        )
+        self._calls[call.call_id] = call
+        self.counters.calls_started += 1
+        self._events.append(CallStarted(call=call))
+        return call
+
+    @staticmethod
+    def _sender(call: TapCall, message: SipMessage) -> Side:
+        # From always names who sent the request, in requests and in their responses alike.
+        try:
+            from_tag = message.from_addr.tag
+        except ParseError:
+            from_tag = call.caller_tag
+        request_side = Side.CALLER if from_tag == call.caller_tag else Side.CALLEE
+        return request_side if isinstance(message, SipRequest) else request_side.other
+
+    def _learn_sdp(self, call: TapCall, message: SipMessage, sender: Side) -> None:
+        content_type = message.content_type
+        if not message.body or content_type is None or content_type.media_type != "application/sdp":
+            return
+        try:
+            sdp = parse_sdp(message.body)
+        except ParseError:
+            return
+        keys = receive_keys(sdp)
+        for index, media in enumerate(sdp.media):
+            connection = sdp.connection_for(index)
+            if media.media != "audio" or not media.port or connection is None or connection.is_hold:
+                continue
+            for pt, rtpmap in media.rtpmaps.items():
+                call.formats.setdefault(
+                    pt,
+                    PayloadFormat(
+                        payload_type=pt, encoding_name=rtpmap.encoding, clock_rate=rtpmap.clock_rate
+                    ),
+                )
+            if keys[index] is not None and sender not in call.keys:
+                call.keys[sender] = keys[index]  # type: ignore[assignment]
+            self._index(call, sender, connection.address.split("/")[0], media.port)
+
+    def _index(self, call: TapCall, side: Side, address: str, port: int) -> None:
+        try:
+            from ipaddress import ip_address  # noqa: PLC0415  # only on SDP, not per packet
+
+            addr = ip_address(address)
+        except ValueError:
+            return
+        for p in (port, port + 1):  # RTP and its RTCP (RFC 3550 §11)
+            endpoint = (addr, p)
+            call.endpoints[side].add(endpoint)
+            self._by_endpoint[endpoint] = (call, side)
+            owners = self._by_port.setdefault(p, [])
+            if (call, side) not in owners:
+                owners.append((call, side))
+
+    def _route(self, dgram: UdpDatagram) -> tuple[TapCall, Side, str] | None:
+        """(call, sending side, rule) for a media datagram, or None."""
+        hit = self._by_endpoint.get((dgram.dst, dgram.dport))
+        if hit is not None:
+            return hit[0], hit[1].other, "sdp"
+        hit = self._by_endpoint.get((dgram.src, dgram.sport))
+        if hit is not None:
+            return hit[0], hit[1], "symmetric"
+        owners = self._by_port.get(dgram.dport, [])
+        if len(owners) == 1:
+            return owners[0][0], owners[0][1].other, "port"
+        return None
+
+    def _media(self, dgram: UdpDatagram) -> None:
+        routed = self._route(dgram)
+        if routed is None:
+            self._orphan(dgram)
+            return
+        call, sender, rule = routed
+        now = dgram.ts_ns / NS
+        call.last_seen = max(call.last_seen, now)
+        self._events.append(
+            CallPacket(
+                call=call, ts_ns=dgram.ts_ns, src=dgram.src, sport=dgram.sport, dst=dgram.dst,
+                dport=dgram.dport, payload=dgram.payload,
+            )
+        )  # fmt: skip
+        stream = call.streams.get(sender)
+        if stream is None:
+            key = call.keys.get(sender)
+            srtp = SrtpReceiver(suite=CryptoSuite(key[0]), key=key[1]) if key else None
+            stream = call.media.add_stream(
+                channel=call.channel_of(sender), formats=call.formats, srtp=srtp
+            )
+            call.streams[sender] = stream
+            call.rules[sender] = rule
+        if not _is_rtcp(dgram.payload):
+            call.rtp_first.setdefault(sender, now)
+            call.rtp_last[sender] = now
+            call.rtp_packets[sender] += 1
+            self.counters.rtp_routed += 1
+        stream.receive_datagram(dgram.payload, now)
+
+    def _orphan(self, dgram: UdpDatagram) -> None:
+        payload = dgram.payload
+        if len(payload) < _RTP_HEADER or payload[0] >> 6 != _RTP_VERSION or _is_rtcp(payload):
+            self.counters.unmatched_udp += 1
+            return
+        key = ((dgram.src, dgram.sport), (dgram.dst, dgram.dport))
+        now = dgram.ts_ns / NS
+        flow = self._orphans.get(key)
+        if flow is None:
+            if len(self._orphans) >= self._max_orphans:
+                self.counters.orphans_over_limit += 1
+                return
+            flow = self._new_orphan(key, payload[1] & 0x7F, now)
+        flow.last_seen = now
+        flow.rtp_packets += 1
+        flow.stream.receive_datagram(payload, now)
+
+    def _new_orphan(self, key: tuple[Endpoint, Endpoint], pt: int, now: float) -> OrphanFlow:
+        (src, sport), (dst, dport) = key
+        formats: dict[int, PayloadFormat] = {}
+        if codec := self._orphan_codecs.get((dst, dport)):
+            formats[pt] = PayloadFormat(
+                payload_type=pt, encoding_name=codec[0], clock_rate=codec[1]
+            )
+        secret = self._orphan_keys.get((dst, dport))
+        srtp = SrtpReceiver(suite=CryptoSuite(secret[0]), key=secret[1]) if secret else None
+        media = MediaSession(start=now)
+        stream = media.add_stream(channel=0, formats=formats, srtp=srtp)
+        flow = OrphanFlow(
+            src=src, sport=sport, dst=dst, dport=dport, started=now, media=media, stream=stream,
+            last_seen=now,
+        )  # fmt: skip
+        self._orphans[key] = flow
+        self.counters.orphan_flows += 1
+        return flow
+
+    def _release_orphan(self, key: tuple[Endpoint, Endpoint], flow: OrphanFlow) -> None:
+        del self._orphans[key]
+        if flow.rtp_packets >= self._orphan_min:
+            self._events.append(OrphanEnded(flow=flow))
+        else:
+            self.counters.orphans_ignored += 1
+
+    def _end(self, call: TapCall, now: float, reason: str) -> None:
+        call.ended = now
+        call.end_reason = reason
+
+    def _release(self, call: TapCall) -> None:
+        self._calls.pop(call.call_id, None)
+        for side in Side:
+            for endpoint in call.endpoints[side]:
+                if self._by_endpoint.get(endpoint, (None, None))[0] is call:
+                    del self._by_endpoint[endpoint]
+                owners = self._by_port.get(endpoint[1], [])
+                owners[:] = [o for o in owners if o[0] is not call]
+                if not owners:
+                    self._by_port.pop(endpoint[1], None)
+        self.counters.calls_ended += 1
+        self._events.append(CallEnded(call=call))
+
+
+_RTCP_TYPES: Final = range(192, 224)  # RFC 5761 §4: RTCP packet types on a shared port
+_MIN_RTP: Final = 2
+
+
+def _is_rtcp(payload: bytes) -> bool:
+    return len(payload) >= _MIN_RTP and payload[1] in _RTCP_TYPES

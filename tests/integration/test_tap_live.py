@@ -1,0 +1,370 @@
+"""The live tap: two SIPp phones call each other over loopback while the recorder taps `lo`.
+
+Everything runs in a network namespace this test creates (so other loopback traffic on the machine
+cannot reach the tap, and the tap cannot see it). SIPp's caller and callee each play an A-law tone
+made by sox; the filed recording must hold, sample for sample, sox's own decoding of each tone on
+the right channel (channel 0 = the callee, the provisioned line; channel 1 = the caller).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from sqlalchemy import select
+
+from tapeline.archive.audit import Actor
+from tapeline.archive.core import Archive
+from tapeline.archive.models import Interaction, OutboxEvent
+from tapeline.archive.reading import show
+from tapeline.archive.records import Filters, search
+from tapeline.config import load_config
+from tapeline.proto.net import PcapWriter, build_udp_frame
+from tests.conftest import require_tool, write_config_file
+
+pytestmark = pytest.mark.slow
+SIPP_DIR = Path(__file__).with_name("sipp")
+REVIEWER = Actor(name="rita", roles=("reviewer",))
+SECONDS = 2.0
+PACKET_SAMPLES = 160
+UAS_SIP, UAC_SIP, UAS_MEDIA, UAC_MEDIA = 5070, 5080, 16000, 18000
+
+
+def _alaw_tone(freq: float) -> bytes:
+    return subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-t", "al", "-", "synth", str(SECONDS), "sine",
+         str(freq), "gain", "-6"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _sox_decode(alaw: bytes) -> np.ndarray:
+    raw = subprocess.run(
+        ["sox", "-t", "al", "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
+        input=alaw, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype="<i2")
+
+
+def _write_rtp_pcap(path: Path, payload: bytes, ssrc: int) -> None:
+    """The tone as 20 ms PCMA RTP packets (SIPp replays the UDP payloads to the peer's SDP port)."""
+    writer = PcapWriter()
+    out = [writer.header(1)]
+    t0 = 1_700_000_000 * 10**9
+    for index in range(len(payload) // PACKET_SAMPLES):
+        chunk = payload[index * PACKET_SAMPLES : (index + 1) * PACKET_SAMPLES]
+        rtp = struct.pack("!BBHII", 0x80, 8, index, index * PACKET_SAMPLES, ssrc) + chunk
+        frame = build_udp_frame("10.0.0.1", "10.0.0.2", 4000, 4002, rtp)
+        out.append(writer.packet(t0 + index * 20_000_000, frame))
+    path.write_bytes(b"".join(out))
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with only `lo`, removed afterwards."""
+    ip = require_tool("ip")
+    name = f"tapeline-tap-{os.getpid()}"
+    subprocess.run([ip, "netns", "add", name], check=True)
+    try:
+        subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run([ip, "netns", "del", name], check=False)
+
+
+def _in_ns(netns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def _start_recorder(netns: str, config_path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """The recorder in the namespace; READY=1 comes on a notify socket (paths cross namespaces)."""
+    notify = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify))
+    listener.settimeout(1)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+    with (tmp_path / "recorder.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            _in_ns(netns, sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)),
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                if b"READY=1" in listener.recv(4096):
+                    break
+            except TimeoutError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                log_text = (tmp_path / "recorder.log").read_text()[-3000:]
+                pytest.fail(f"recorder did not become ready: {log_text}")
+    finally:
+        listener.close()
+    return proc
+
+
+def _wait_filed(config_path: Path, call_id: str) -> dict[str, Any]:
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with archive.index.read() as session:
+                found = [
+                    r
+                    for r in search(session, Filters(include_hidden=True))
+                    if r["source"]["sip_call_id"] == call_id
+                ]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+    finally:
+        archive.close()
+    raise AssertionError(f"call {call_id} was not filed")
+
+
+def _metrics(netns: str, config_path: Path) -> dict[str, float]:
+    address = load_config(config_path, environ={}).node.status_listen
+    code = f"import urllib.request;print(urllib.request.urlopen('http://{address}/metrics').read().decode())"
+    text = subprocess.run(
+        _in_ns(netns, sys.executable, "-c", code), capture_output=True, text=True, check=True
+    ).stdout
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("tapeline_tap_"):
+            name, value = line.split()
+            values[name] = float(value)
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    config_path: Path
+    caller_tone: bytes
+    callee_tone: bytes
+    call_id: str
+
+
+def _setup(tmp_path: Path) -> Setup:
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp (Debian sip-tester) is not installed: make test installs it")
+    require_tool("sox")
+    config_path = write_config_file(tmp_path)
+    config_path.write_text(
+        config_path.read_text() + '\n[tap]\ninterfaces = ["lo"]\nsip_ports = [5070, 5080]\n'
+    )
+    caller_tone, callee_tone = _alaw_tone(440), _alaw_tone(1000)
+    _write_rtp_pcap(tmp_path / "uac.pcap", caller_tone, 0x1111)
+    _write_rtp_pcap(tmp_path / "uas.pcap", callee_tone, 0x2222)
+    for name in ("tap_uac.xml", "tap_uas.xml"):
+        shutil.copy(SIPP_DIR / name, tmp_path / name)
+    call_id = f"tapeline-tap-{os.getpid()}@127.0.0.1"
+    return Setup(config_path, caller_tone, callee_tone, call_id)
+
+
+def _place_call(
+    netns: str, tmp_path: Path, call_id: str, hold_ms: int, transport: str = "u1"
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """SIPp callee, then caller (BYE `hold_ms` after the answer); returns both processes.
+
+    `transport` is SIPp's: `u1` (UDP) or `t1` (one TCP connection).
+    """
+    uas = subprocess.Popen(
+        _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
+               "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
+               "-timeout_error", "-t", transport),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
+    uac = subprocess.Popen(
+        _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
+               "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
+               str(hold_ms), "-cid_str", call_id, "-nostdin", "-timeout", "30s",
+               "-timeout_error", "-t", transport),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return uas, uac
+
+
+def _audio(config_path: Path, record: dict[str, Any]) -> np.ndarray:
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        _, audio = show(archive, REVIEWER, str(record["id"]), audio=True)
+    finally:
+        archive.close()
+    assert audio is not None
+    frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
+    assert rate == 8000
+    return np.asarray(frames)
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"], ids=["sip-udp", "sip-tcp"])
+def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
+    netns: str, tmp_path: Path, transport: str
+) -> None:
+    setup = _setup(tmp_path)
+    config_path, caller_tone, callee_tone = setup.config_path, setup.caller_tone, setup.callee_tone
+    recorder = _start_recorder(netns, config_path, tmp_path)
+    try:
+        uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700, transport)
+        assert uac.wait(timeout=60) == 0  # the caller got its 200 to INVITE and to BYE
+        # Over TCP SIPp's callee exits 1 when the caller closes the connection during its
+        # timewait; the call itself completed (the caller's exit status says so).
+        uas.wait(timeout=30)
+        record = _wait_filed(config_path, setup.call_id)
+        metrics = _metrics(netns, config_path)
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=30)
+    assert record["kind"] == "call", record
+    assert record["source"]["path"] == "tap"
+    assert record["direction"] == "inbound"
+    assert record["line"]["number"] == "+442071230001"
+    assert record["counterparty"]["identifier"] == "+447700900123"
+    packets = len(caller_tone) // PACKET_SAMPLES
+    assert sorted(s["quality"]["rtp_packets"] for s in record["streams"]) == [packets, packets]
+    assert metrics["tapeline_tap_calls_filed"] >= 1
+    assert metrics["tapeline_tap_rtp_routed"] >= 2 * packets
+    assert "tapeline_tap_kernel_drops" in metrics
+    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
+    try:
+        with archive.index.read() as session:
+            events = session.execute(select(OutboxEvent.type, OutboxEvent.data)).all()
+            details = session.get_one(Interaction, record["id"]).details
+        assert details["transport"] == {"u1": "udp", "t1": "tcp"}[transport]
+        assert details["end_reason"] == "bye"
+    finally:
+        archive.close()
+    ours = [(kind, data) for kind, data in events if data.get("call_ref") == setup.call_id]
+    assert (
+        "call.started",
+        {"call_ref": setup.call_id, "source": "tap", "direction": "inbound"},
+    ) in ours
+    assert any(kind == "call.ended" and data["reason"] == "bye" for kind, data in ours)
+    frames = _audio(config_path, record)
+    for channel, tone in ((0, callee_tone), (1, caller_tone)):
+        expected = _sox_decode(tone)
+        got = frames[:, channel]
+        start = int(np.flatnonzero(got)[0])
+        assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
+
+
+def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_path: Path) -> None:
+    setup = _setup(tmp_path)
+    recorder = _start_recorder(netns, setup.config_path, tmp_path)
+    uas, uac = _place_call(netns, tmp_path, setup.call_id, 8000)
+    spool = Path(load_config(setup.config_path, environ={}).storage.spool)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(spool.glob("tap-*.tpj")):
+            assert time.monotonic() < deadline, "no tap journal appeared"
+            time.sleep(0.1)
+        time.sleep(1.5)  # the tones (2 s) are playing; at least one journal seal has happened
+        os.kill(recorder.pid, signal.SIGKILL)  # `ip netns exec` execs: this is the recorder
+        recorder.wait(timeout=10)
+    finally:
+        uac.wait(timeout=60)
+        uas.wait(timeout=30)
+    (journal,) = spool.glob("tap-*.tpj")
+    (tmp_path / "again").mkdir()
+    restarted = _start_recorder(netns, setup.config_path, tmp_path / "again")
+    try:
+        record = _wait_filed(setup.config_path, setup.call_id)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    assert not journal.exists()  # released only after filing
+    assert record["kind"] == "call", record
+    assert record["incomplete"] is True
+    archive = Archive.open(load_config(setup.config_path, environ={}), migrate=False)
+    try:
+        with archive.index.read() as session:
+            details = session.get_one(Interaction, record["id"]).details
+    finally:
+        archive.close()
+    assert details["end_reason"] == "recovered after a crash"
+    assert record["source"]["path"] == "tap"
+    tones = {0: setup.callee_tone, 1: setup.caller_tone}
+    frames = _audio(setup.config_path, record)
+    assert sorted(s["channel"] for s in record["streams"]) == [0, 1]
+    for stream in record["streams"]:
+        # The journal keeps a prefix of the call: the first `packets` packets of each tone.
+        packets = stream["quality"]["rtp_packets"]
+        assert packets > 0
+        heard = packets * PACKET_SAMPLES
+        expected = _sox_decode(tones[stream["channel"]])[:heard]
+        got = frames[:, stream["channel"]]
+        start = int(np.flatnonzero(got)[0])
+        # The recovered call ends at its last journaled packet's arrival while audio is placed by
+        # RTP timestamp (SIPp paces a little slower than real time), so the last packet or two
+        # may fall past the end; everything before must be exact.
+        n = min(heard, len(got) - start)
+        assert n >= heard - 2 * PACKET_SAMPLES
+        assert np.array_equal(got[start : start + n], expected[:n]), stream
+
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+REPLAY = """
+import socket, sys, time
+from pathlib import Path
+from tapeline.daemon.tap.offline import read_records
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind(("lo", 0))
+records = list(read_records(Path(sys.argv[1])))
+start, t0 = time.monotonic(), records[0].ts_ns
+for record in records:
+    late = (record.ts_ns - t0) / 1e9 - (time.monotonic() - start)
+    if late > 0:
+        time.sleep(late)
+    sock.send(record.data)
+"""
+
+
+def _summary(record: dict[str, Any]) -> tuple[str, str, list[int]]:
+    packets = sorted(s["quality"]["rtp_packets"] for s in record["streams"])
+    return record["kind"], record["source"]["sip_call_id"], packets
+
+
+def test_replayed_capture_is_filed_live_as_import_pcap_files_it(netns: str, tmp_path: Path) -> None:
+    capture = CORPUS / "heplify__sip_ipv4_tcp.pcap"
+    if not capture.is_file():
+        pytest.skip(f"public corpus file {capture} is absent (see ../shared/corpus/SOURCES.md)")
+    offline_config = write_config_file(tmp_path / "offline")
+    imported = subprocess.run(
+        [sys.executable, "-m", "tapeline.cli", "import-pcap", "-c", str(offline_config),
+         str(capture)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = sorted(_summary(json.loads(line)) for line in imported.stdout.splitlines())
+    assert [kind for kind, _id, _packets in expected] == ["call"]
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    config_path = write_config_file(live_dir)
+    config_path.write_text(config_path.read_text() + '\n[tap]\ninterfaces = ["lo"]\n')
+    recorder = _start_recorder(netns, config_path, live_dir)
+    try:
+        # The capture's frames go onto the namespace's `lo` as they were captured, at their pace.
+        subprocess.run(_in_ns(netns, sys.executable, "-c", REPLAY, str(capture)), check=True,
+                       timeout=60)  # fmt: skip
+        live = [_summary(_wait_filed(config_path, call_id)) for _kind, call_id, _p in expected]
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=30)
+    assert sorted(live) == expected
