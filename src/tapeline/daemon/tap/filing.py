@@ -129,6 +129,8 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
             "transport": call.transport,
             "answered": call.answered is not None,
             "sip_messages": call.sip_messages,
+            "transfers": call.transfers,
+            "match_rules": {side.name.lower(): rule for side, rule in call.rules.items()},
         },
     )
     if sum(q.received for q in result.quality) == 0:

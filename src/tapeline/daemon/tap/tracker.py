@@ -53,6 +53,7 @@ from tapeline.proto.sip import (
     SipFramer,
     SipMessage,
     SipRequest,
+    SipResponse,
     parse_datagram,
 )
 from tapeline.proto.sip import NEED_DATA as SIP_NEED_DATA
@@ -113,6 +114,8 @@ class TapCall:
         rtp_packets: RTP packets routed, per sending side (RTCP not included).
         rules: the routing rule that first matched each sending side.
         rtp_first / rtp_last: capture time of each side's first and last RTP packet.
+        transfers: each REFER seen in the dialog (who asked, Refer-To, Referred-By), so the
+            transferred call can be linked to this one.
         final_status: the final response to the INVITE, when one was seen.
     """
 
@@ -139,6 +142,7 @@ class TapCall:
     streams: dict[Side, MediaStream] = field(default_factory=dict)
     rtp_packets: dict[Side, int] = field(default_factory=lambda: {Side.CALLER: 0, Side.CALLEE: 0})
     rules: dict[Side, str] = field(default_factory=dict)
+    transfers: list[dict[str, str | None]] = field(default_factory=list)
     rtp_first: dict[Side, float] = field(default_factory=dict)
     rtp_last: dict[Side, float] = field(default_factory=dict)
 
@@ -394,11 +398,23 @@ class CallTracker:
         sender = self._sender(call, message)
         self._learn_sdp(call, message, sender)
         if isinstance(message, SipRequest):
-            if message.method in {"BYE", "CANCEL"} and call.ended is None:
-                self._end(call, now, message.method.lower())
-            return
-        if cseq.method != "INVITE":
-            return
+            self._request(call, message, sender, now)
+        elif cseq.method == "INVITE":
+            self._invite_response(call, message, now)
+
+    def _request(self, call: TapCall, request: SipRequest, sender: Side, now: float) -> None:
+        if request.method == "REFER":
+            call.transfers.append(
+                {
+                    "by": sender.name.lower(),
+                    "refer_to": request.headers.get("Refer-To"),
+                    "referred_by": request.headers.get("Referred-By"),
+                }
+            )
+        if request.method in {"BYE", "CANCEL"} and call.ended is None:
+            self._end(call, now, request.method.lower())
+
+    def _invite_response(self, call: TapCall, message: SipResponse, now: float) -> None:
         code = message.status_code
         if SUCCESS_MIN <= code < FAILURE_MIN and call.answered is None:
             call.answered = now

@@ -291,3 +291,18 @@ def test_srtp_is_decrypted_with_each_sides_sdes_key_from_its_sdp() -> None:
         heard = result.stereo[:, channel][result.stereo[:, channel] != 0]
         assert len(heard) == 20 * 160
         assert set(heard.tolist()) == {32124}  # μ-law 0x80, as sox decodes it too
+
+
+def test_refer_keeps_the_transfer_target() -> None:
+    feed = Feed()
+    answered_call(feed)
+    refer = request("REFER", "c1", 3, from_tag="b1").replace(
+        b"Max-Forwards: 70\r\n",
+        b"Max-Forwards: 70\r\nRefer-To: <sip:300@b>\r\nReferred-By: <sip:200@b>\r\n",
+    )
+    feed.udp(1.0, (B, 5060), (A, 5060), refer)
+    feed.flush()
+    (call,) = feed.ended()
+    assert call.transfers == [
+        {"by": "callee", "refer_to": "<sip:300@b>", "referred_by": "<sip:200@b>"}
+    ]
