@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select, union
 from sqlalchemy.orm import Session
 
 from tapeline.archive.models import (
@@ -224,10 +224,12 @@ def _party_clause(session: Session, party: str, region: str) -> ColumnElement[bo
         )
     ).scalar_one_or_none()
     in_participants = select(Participant.interaction_id).where(Participant.identifier == ident)
-    clauses: list[ColumnElement[bool]] = [Interaction.id.in_(in_participants)]
-    if person is not None:
-        clauses.append(Interaction.counterparty_id == person)
-    return or_(*clauses)
+    if person is None:
+        return Interaction.id.in_(in_participants)
+    # One IN over a UNION of two index lookups rather than `IN (...) OR counterparty_id = X`:
+    # PostgreSQL cannot use either index under the OR and scans interactions (bench/RESULTS.md).
+    as_counterparty = select(Interaction.id).where(Interaction.counterparty_id == person)
+    return Interaction.id.in_(union(in_participants, as_counterparty))
 
 
 def _rest(query: Select[Interaction], filters: Filters) -> Select[Interaction]:  # noqa: C901, PLR0912  # one branch per filter
