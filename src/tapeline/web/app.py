@@ -45,6 +45,7 @@ from tapeline.web.routes import (
     oversight,
     records,
     retention,
+    review,
 )
 
 HERE = Path(__file__).parent
@@ -165,6 +166,7 @@ def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> Fast
         holds.router,
         retention.router,
         exports.router,
+        review.router,
     )
     for router in (*routers, api.router, api_engine.router, api.schema_router(app)):
         # Flat, so `app.routes` lists every path operation (the route enumeration test walks it).

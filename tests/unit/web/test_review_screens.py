@@ -1,0 +1,74 @@
+"""The review flag, review queue and resolution screens, through the ASGI app."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tapeline.archive.models import AuditEntry, Interaction
+from tests.unit.web.conftest import Site, csrf_of
+
+
+def _row(site: Site, interaction_id: str) -> Interaction:
+    with site.archive.index.read() as session:
+        return session.get_one(Interaction, interaction_id)
+
+
+def test_flag_shows_on_the_record_and_in_the_queue_and_resolving_files_a_record(
+    site: Site,
+) -> None:
+    rita = site.login("rita")
+    token = csrf_of(rita)
+    flagged = rita.post(
+        f"/records/{site.call_id}/review-flag", data={"csrf": token, "reason": "price quoted"}
+    )
+    assert flagged.status_code == 303, flagged.text
+    page = rita.get(f"/records/{site.call_id}")
+    assert "open review flag: rita: price quoted" in page.text
+    assert 'id="review-flag"' not in page.text  # no second flag form while one is open
+    queue = rita.get("/review")
+    assert queue.status_code == 200
+    assert f'href="/records/{site.call_id}"' in queue.text
+    resolved = rita.post(
+        f"/review/{site.call_id}/resolve",
+        data={"csrf": token, "action": "no breach", "comment": "quote within limits"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert _row(site, site.call_id).review_flag is None
+    with site.archive.index.read() as session:
+        kinds = session.execute(
+            select(Interaction).where(Interaction.kind == "review_resolution")
+        ).scalars()
+        resolutions = list(kinds)
+        actions = set(session.execute(select(AuditEntry.action)).scalars())
+    assert len(resolutions) == 1
+    assert resolutions[0].outcome == "no breach"
+    assert resolutions[0].id in resolved.text
+    assert {"review.flagged", "review.resolved"} <= actions
+    assert "No open flags." in rita.get("/review").text
+    assert "no open flag" in rita.get(f"/records/{site.call_id}").text
+
+
+def test_roles_and_team_scope_are_refused(site: Site) -> None:
+    audrey = site.login("audrey")
+    refused = audrey.post(
+        f"/records/{site.call_id}/review-flag", data={"csrf": csrf_of(audrey), "reason": "x"}
+    )
+    assert refused.status_code == 403
+    assert 'id="review-flag"' not in audrey.get(f"/records/{site.call_id}").text
+    sam = site.login("sam")  # supervisor of rates: Bob's call is equities
+    token = csrf_of(sam)
+    other = sam.post(
+        f"/records/{site.other_call_id}/review-flag", data={"csrf": token, "reason": "x"}
+    )
+    assert other.status_code == 404
+    own = sam.post(f"/records/{site.call_id}/review-flag", data={"csrf": token, "reason": "x"})
+    assert own.status_code == 303
+    assert _row(site, site.other_call_id).review_flag is None
+    assert _row(site, site.call_id).review_flag == "sam: x"
+
+
+def test_missing_csrf_is_refused_and_nothing_changes(site: Site) -> None:
+    rita = site.login("rita")
+    answer = rita.post(f"/records/{site.call_id}/review-flag", data={"reason": "no token"})
+    assert answer.status_code in {400, 403}
+    assert _row(site, site.call_id).review_flag is None
