@@ -39,6 +39,7 @@ from tapeline.web.routes import (
     admin,
     api,
     api_engine,
+    api_review,
     auth,
     exports,
     holds,
@@ -168,7 +169,13 @@ def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> Fast
         exports.router,
         review.router,
     )
-    for router in (*routers, api.router, api_engine.router, api.schema_router(app)):
+    for router in (
+        *routers,
+        api.router,
+        api_engine.router,
+        api_review.router,
+        api.schema_router(app),
+    ):
         # Flat, so `app.routes` lists every path operation (the route enumeration test walks it).
         app.router.routes.extend(router.routes)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from tapeline.archive.models import AuditEntry, Interaction
@@ -72,3 +74,31 @@ def test_missing_csrf_is_refused_and_nothing_changes(site: Site) -> None:
     answer = rita.post(f"/records/{site.call_id}/review-flag", data={"reason": "no token"})
     assert answer.status_code in {400, 403}
     assert _row(site, site.call_id).review_flag is None
+
+
+def test_api_flag_list_resolve_with_a_token(site: Site) -> None:
+    owner = site.login("rita")
+    made = owner.post("/account/tokens", data={"csrf": csrf_of(owner), "label": "t"})
+    found = re.search(r'id="new-token">(tl_[A-Za-z0-9_-]+)<', made.text)
+    assert found is not None
+    api = site.client()
+    auth = {"Authorization": f"Bearer {found.group(1)}"}
+    flagged = api.post(
+        f"/api/v1/interactions/{site.call_id}/review-flag", json={"reason": "r"}, headers=auth
+    )
+    assert flagged.status_code == 201, flagged.text
+    again = api.post(
+        f"/api/v1/interactions/{site.call_id}/review-flag", json={"reason": "r"}, headers=auth
+    )
+    assert again.status_code == 400  # already flagged
+    listed = api.get("/api/v1/review-flags", headers=auth)
+    assert [f["id"] for f in listed.json()] == [site.call_id]
+    resolved = api.post(
+        f"/api/v1/review-flags/{site.call_id}/resolve",
+        json={"action": "escalated", "comment": "to compliance"},
+        headers=auth,
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert _row(site, resolved.json()["resolution"]).kind == "review_resolution"
+    assert api.get("/api/v1/review-flags", headers=auth).json() == []
+    assert api.get("/api/v1/review-flags").status_code == 401
