@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from tapeline.archive.models import AuditEntry, Interaction
+from tapeline.archive.nodes import raise_alarm
+from tapeline.archive.trustedclock import CLOCK_ALARM, is_suspended
 from tests.unit.web.conftest import Site, csrf_of
 
 
@@ -102,3 +105,34 @@ def test_api_flag_list_resolve_with_a_token(site: Site) -> None:
     assert _row(site, resolved.json()["resolution"]).kind == "review_resolution"
     assert api.get("/api/v1/review-flags", headers=auth).json() == []
     assert api.get("/api/v1/review-flags").status_code == 401
+
+
+def test_clock_confirm_is_offered_to_records_managers_only_and_lifts_the_suspension(
+    site: Site,
+) -> None:
+    assert 'id="clock-suspended"' not in site.login("remy").get("/status").text
+    raise_alarm(site.archive, code=CLOCK_ALARM, severity="critical", message="jumped ahead")
+    rita = site.login("rita")
+    page = rita.get("/status")
+    assert 'id="clock-suspended"' in page.text
+    assert 'id="clock-confirm"' not in page.text
+    refused = rita.post("/status/clock-confirm", data={"csrf": csrf_of(rita)})
+    assert refused.status_code == 403
+    assert is_suspended(site.archive)
+    remy = site.login("remy")
+    assert 'id="clock-confirm"' in remy.get("/status").text
+    no_token = remy.post("/status/clock-confirm", data={})
+    assert no_token.status_code in {400, 403}
+    assert is_suspended(site.archive)
+    token = csrf_of(remy)
+    far = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    wrong = remy.post("/status/clock-confirm", data={"csrf": token, "stated": far})
+    assert wrong.status_code == 400
+    assert "set the clock right" in wrong.text
+    assert is_suspended(site.archive)
+    stated = datetime.now(UTC).isoformat()
+    done = remy.post("/status/clock-confirm", data={"csrf": token, "stated": stated})
+    assert done.status_code == 200, done.text
+    assert "purging resumes" in done.text
+    assert not is_suspended(site.archive)
+    assert 'id="clock-suspended"' not in done.text
