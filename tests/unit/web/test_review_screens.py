@@ -50,7 +50,9 @@ def test_flag_shows_on_the_record_and_in_the_queue_and_resolving_files_a_record(
     assert resolutions[0].id in resolved.text
     assert {"review.flagged", "review.resolved"} <= actions
     assert "No open flags." in rita.get("/review").text
-    assert "no open flag" in rita.get(f"/records/{site.call_id}").text
+    after = rita.get(f"/records/{site.call_id}").text
+    assert "no open flag" in after
+    assert f'href="/records/{resolutions[0].id}">resolution record' in after
 
 
 def test_roles_and_team_scope_are_refused(site: Site) -> None:
