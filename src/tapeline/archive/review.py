@@ -217,3 +217,14 @@ def open_flags(archive: Archive, actor: audit.Actor) -> list[dict[str, Any]]:
             details={"results": len(records)},
         )
     return records
+
+
+def review_history(archive: Archive, interaction_id: str) -> list[dict[str, Any]]:
+    """A record's flags and resolutions (with the resolution records' ids), oldest first.
+
+    No role check or audit entry of its own: callers show it beside a record they have just
+    read through `reading.show`, which checks access and audits the view.
+    """
+    with archive.index.read() as session:
+        row = session.get(Interaction, interaction_id)
+        return [] if row is None else list(row.details.get("review", []))

@@ -39,12 +39,14 @@ from tapeline.web.routes import (
     admin,
     api,
     api_engine,
+    api_review,
     auth,
     exports,
     holds,
     oversight,
     records,
     retention,
+    review,
 )
 
 HERE = Path(__file__).parent
@@ -165,8 +167,15 @@ def create_app(archive: Archive, *, limiter: LoginLimiter | None = None) -> Fast
         holds.router,
         retention.router,
         exports.router,
+        review.router,
     )
-    for router in (*routers, api.router, api_engine.router, api.schema_router(app)):
+    for router in (
+        *routers,
+        api.router,
+        api_engine.router,
+        api_review.router,
+        api.schema_router(app),
+    ):
         # Flat, so `app.routes` lists every path operation (the route enumeration test walks it).
         app.router.routes.extend(router.routes)
     return app

@@ -26,6 +26,7 @@ def nav(user: LoggedIn | None) -> dict[str, bool]:
         "audit": allowed(actor, Action.READ_AUDIT),
         "users": allowed(actor, Action.MANAGE_USERS),
         "holds": any(allowed(actor, a) for a in (Action.HOLD, Action.RETENTION, Action.READ_AUDIT)),
+        "review": allowed(actor, Action.FLAG),
         "retention": any(
             allowed(actor, a) for a in (Action.RETENTION, Action.HOLD, Action.READ_AUDIT)
         ),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
+from tapeline.archive.access import Action, allowed
 from tapeline.archive.auditlog import PAGE_SIZE, AuditFilters, chain_status, entries
 from tapeline.archive.cdr import replica_findings
 from tapeline.archive.models import utcnow
 from tapeline.archive.nodes import node_statuses, recent_alarms
+from tapeline.archive.trustedclock import confirm_clock, is_suspended
+from tapeline.errors import AccessDenied, StorageError, TapelineError
 from tapeline.web.deps import Ctx, CurrentUser
 from tapeline.web.pages import parse_time, render
 
@@ -59,9 +62,9 @@ def audit_page(  # noqa: PLR0913, PLR0917  # one argument per filter field
     return render(ctx, request, "audit.html", values, user=user)
 
 
-@router.get("/status")
-def status_page(request: Request, ctx: Ctx, user: CurrentUser) -> Response:
-    """Recorder heartbeats, alarms and the storage mode."""
+def _status(
+    request: Request, ctx: Ctx, user: CurrentUser, *, error: str = "", notice: str = ""
+) -> Response:
     now = utcnow()
     nodes = [
         {
@@ -84,5 +87,35 @@ def status_page(request: Request, ctx: Ctx, user: CurrentUser) -> Response:
         "worm": ctx.archive.vault.store.worm,
         "replica_mode": getattr(ctx.archive.vault.store, "replica_mode", None),
         "replica": replica_findings(ctx.archive),
+        "clock_suspended": is_suspended(ctx.archive),
+        # Only these roles see the button; `confirm_clock` checks the role again.
+        "can_confirm_clock": allowed(user.actor, Action.CONFIRM_CLOCK),
+        "error": error,
+        "notice": notice,
     }
-    return render(ctx, request, "status.html", values, user=user)
+    status = 400 if error else 200
+    return render(ctx, request, "status.html", values, user=user, status_code=status)
+
+
+@router.get("/status")
+def status_page(request: Request, ctx: Ctx, user: CurrentUser) -> Response:
+    """Recorder heartbeats, alarms, the storage mode and a clock-jump purge suspension."""
+    return _status(request, ctx, user)
+
+
+@router.post("/status/clock-confirm")
+def clock_confirm(
+    request: Request,
+    ctx: Ctx,
+    user: CurrentUser,
+    stated: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Confirm the time after a clock jump (admin, records manager); purging resumes."""
+    try:
+        info = confirm_clock(ctx.archive, user.actor, stated=parse_time(stated.strip()))
+    except (AccessDenied, StorageError):
+        raise  # 403 from the app's handler; a storage failure is a server error
+    except TapelineError as exc:
+        return _status(request, ctx, user, error=str(exc))
+    notice = f"Time confirmed as {info['confirmed_time']}; purging resumes."
+    return _status(request, ctx, user, notice=notice)

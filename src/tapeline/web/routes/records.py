@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from tapeline.archive.access import Action, allowed
 from tapeline.archive.reading import conversation, find, media, play, show
 from tapeline.archive.records import Filters
+from tapeline.archive.review import review_history
 from tapeline.web.deps import Ctx, CurrentUser, RowId, client_address
 from tapeline.web.pages import PAGE_SIZE, parse_time, render
 from tapeline.web.ranges import ranged_response
@@ -21,7 +22,14 @@ from tapeline.web.ranges import ranged_response
 router = APIRouter(include_in_schema=False)
 
 CHANNELS = ("voice", "whatsapp")
-KINDS = ("call", "message", "whatsapp_call", "orphan_stream", "capture_failure")
+KINDS = (
+    "call",
+    "message",
+    "whatsapp_call",
+    "orphan_stream",
+    "capture_failure",
+    "review_resolution",
+)
 DIRECTIONS = ("inbound", "outbound", "internal")
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
@@ -117,7 +125,16 @@ def search_page(request: Request, ctx: Ctx, user: CurrentUser, form: SearchQuery
 def record_page(request: Request, ctx: Ctx, user: CurrentUser, interaction_id: str) -> Response:
     """One record: parties, player, channels, stream quality, message."""
     record, _ = show(ctx.archive, user.actor, interaction_id)
-    values = {"r": record, "can_play": allowed(user.actor, Action.PLAY)}
+    values = {
+        "r": record,
+        "can_play": allowed(user.actor, Action.PLAY),
+        # The archive still decides per record (a supervisor only within their teams).
+        "can_flag": allowed(user.actor, Action.FLAG),
+        # After `show`, which checked access: links to the filed resolutions of past flags.
+        "resolutions": [
+            h for h in review_history(ctx.archive, interaction_id) if "resolution" in h
+        ],
+    }
     return render(ctx, request, "record.html", values, user=user)
 
 
