@@ -30,6 +30,7 @@ from tapeline.archive.synthetic import file_synthetic_call
 from tapeline.archive.users import add_user
 from tapeline.archive.verify import verify_archive
 from tapeline.config import load_config
+from tapeline.proto.net import PcapWriter
 from tapeline.web.app import create_app
 from tests.asgiclient import AsgiClient
 from tests.conftest import write_config_file
@@ -148,6 +149,9 @@ def _invocations(a: Appliance) -> dict[tuple[str, ...], list[list[str]]]:
         "start,end,from,to,call_id,line\n2015-01-05T09:00:00Z,2015-01-05T09:00:03Z,+447700900999,+442071230001,,\n"
     )
     bundle = str(a.base / "bundle.zip")
+    capture_path = a.base / "empty.pcap"
+    capture_path.write_bytes(PcapWriter().header(1))
+    capture = str(capture_path)
     return {
         ("check-config",): [c],
         ("info",): [c],
@@ -208,6 +212,9 @@ def _invocations(a: Appliance) -> dict[tuple[str, ...], list[list[str]]]:
             [*c, *a.as_("rita"), a.expired, "--action", "closed", "--comment", "fine"]
         ],
         ("clock", "confirm"): [[*c, *a.as_("ada")], [*c, *a.as_("rmo")]],
+        # tapped calls are only ever added: an empty capture and a real one both file, not delete
+        ("import-pcap",): [[*c, capture]],
+        ("tap", "import"): [[*c, capture]],
     }
 
 
