@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import timedelta
 
 from tapeline.archive.core import Archive
@@ -12,14 +12,13 @@ from tapeline.archive.filing import (
     GapIn,
     NewInteraction,
     PartyIn,
-    RecordingIn,
     StreamIn,
 )
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
+from tapeline.daemon.callrecording import quality_figures, stereo_recording
 from tapeline.daemon.siprec.core import CallSession
 from tapeline.events.envelope import EventType
-from tapeline.media.recording import encode_flac, encode_opus
 from tapeline.media.session import MediaResult
 
 MIN_AUDIO_PACKETS = 1
@@ -103,7 +102,7 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
             ssrc=q.ssrcs[0] if q.ssrcs else None,
             codec=None,
             channel=q.channel,
-            quality={k: v for k, v in asdict(q).items() if k != "ssrcs"},
+            quality=quality_figures(q),
         )
         for index, q in enumerate(result.quality)
     ]
@@ -142,17 +141,7 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
     if received < MIN_AUDIO_PACKETS:
         reason = "srtp_auth_failed" if auth_failures else "no_rtp"
         return replace(base, kind="capture_failure", outcome=reason)
-    encoded = (encode_opus if storage_format == "opus" else encode_flac)(
-        result.stereo, result.sample_rate
-    )
-    recording = RecordingIn(
-        data=encoded,
-        format=storage_format,
-        sample_rate=result.sample_rate,
-        channels=2,
-        duration_ms=round(len(result.stereo) * 1000 / result.sample_rate),
-        channel_map=[{"channel": 0, "role": "employee"}, {"channel": 1, "role": "counterparty"}],
-    )
+    recording = stereo_recording(result, storage_format)
     return replace(
         base,
         outcome="one_way" if result.one_way else "recorded",

@@ -8,28 +8,28 @@ number (normalised in the line's region) or by one of its extensions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from tapeline.archive.core import Archive
-from tapeline.archive.filing import Filer, NewInteraction, PartyIn, RecordingIn, StreamIn
+from tapeline.archive.filing import Filer, NewInteraction, PartyIn, StreamIn
 from tapeline.archive.models import Interaction
 from tapeline.archive.parties import normalise_number
 from tapeline.archive.records import to_record
 from tapeline.config import Config, Line
+from tapeline.daemon.callrecording import quality_figures, stereo_recording
 from tapeline.daemon.tap.tracker import OrphanFlow, Side, TapCall
 from tapeline.events.envelope import EventType
-from tapeline.media.recording import encode_flac, encode_opus
 from tapeline.media.session import MediaResult
+from tapeline.proto.siprec.parties import user_part
 
 SOURCE = "tap"
 
 
 def uri_user(uri: str) -> str:
-    """The user part of a sip:/sips:/tel: URI (`sip:+4420...@host;params` → `+4420...`)."""
-    rest = uri.split(":", 1)[1] if ":" in uri else uri
-    return rest.split("@", 1)[0].split(";", 1)[0]
+    """The user part of a sip:/sips:/tel: URI, by the same rules as SIPREC participants."""
+    return user_part(uri)
 
 
 class LineBook:
@@ -100,7 +100,7 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
             codec=None,
             channel=q.channel,
             quality={
-                **{k: v for k, v in asdict(q).items() if k != "ssrcs"},
+                **quality_figures(q),
                 "rtp_packets": call.rtp_packets[side],
                 "match_rule": call.rules.get(side),
             },
@@ -143,17 +143,7 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
                 else "no_rtp"
             )
         return replace(base, kind="capture_failure", outcome=reason)
-    encoded = (encode_opus if config.storage.format == "opus" else encode_flac)(
-        result.stereo, result.sample_rate
-    )
-    recording = RecordingIn(
-        data=encoded,
-        format=config.storage.format,
-        sample_rate=result.sample_rate,
-        channels=2,
-        duration_ms=round(len(result.stereo) * 1000 / result.sample_rate),
-        channel_map=[{"channel": 0, "role": "employee"}, {"channel": 1, "role": "counterparty"}],
-    )
+    recording = stereo_recording(result, config.storage.format)
     return replace(base, outcome="one_way" if result.one_way else "recorded", recording=recording)
 
 
@@ -173,7 +163,7 @@ def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> Ne
                 ssrc=quality.ssrcs[0] if quality.ssrcs else None,
                 channel=0,
                 quality={
-                    **{k: v for k, v in asdict(quality).items() if k != "ssrcs"},
+                    **quality_figures(quality),
                     "rtp_packets": flow.rtp_packets,
                     "match_rule": None,
                 },
@@ -190,18 +180,8 @@ def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> Ne
     decoded = quality.received - quality.undecodable
     if decoded <= 0:
         return base  # statistics only: the payload type is unknown (name it with --rtp-codec)
-    encoded = (encode_opus if config.storage.format == "opus" else encode_flac)(
-        result.stereo, result.sample_rate
-    )
-    recording = RecordingIn(
-        data=encoded,
-        format=config.storage.format,
-        sample_rate=result.sample_rate,
-        channels=2,
-        duration_ms=round(len(result.stereo) * 1000 / result.sample_rate),
-        channel_map=[{"channel": 0, "role": "unknown"}, {"channel": 1, "role": "silent"}],
-    )
-    return replace(base, recording=recording)
+    channels = [{"channel": 0, "role": "unknown"}, {"channel": 1, "role": "silent"}]
+    return replace(base, recording=stereo_recording(result, config.storage.format, channels))
 
 
 def file_orphan(archive: Archive, config: Config, flow: OrphanFlow) -> str:
