@@ -264,12 +264,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     out = _out()
     out.write(f"objects checked: {report.objects_checked}\n")
     out.write(f"audit entries checked: {report.audit_entries_checked}\n")
-    if report.ok:
-        out.write("archive ok\n")
+    return _verdict(out, "archive ok", report.problems)
+
+
+def _verdict(out: TextIO, ok_text: str, problems: Sequence[str]) -> int:
+    """Print `ok_text` (exit 0), or the first problem and the rest (exit 1)."""
+    if not problems:
+        out.write(f"{ok_text}\n")
         return 0
-    out.write(f"FIRST PROBLEM: {report.problems[0]}\n")
-    for problem in report.problems[1:]:
-        out.write(f"also: {problem}\n")
+    out.write(f"FIRST PROBLEM: {problems[0]}\n")
+    out.writelines(f"also: {problem}\n" for problem in problems[1:])
     return 1
 
 
@@ -753,13 +757,7 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     out = _out()
     out.write(f"records: {report.records}\nfiles checked: {report.files_checked}\n")
     out.write(f"signed by: {report.public_key}\n")
-    if report.ok:
-        out.write("export ok\n")
-        return 0
-    out.write(f"FIRST PROBLEM: {report.problems[0]}\n")
-    for problem in report.problems[1:]:
-        out.write(f"also: {problem}\n")
-    return 1
+    return _verdict(out, "export ok", report.problems)
 
 
 def cmd_cdr_import(args: argparse.Namespace) -> int:
