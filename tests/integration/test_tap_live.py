@@ -266,17 +266,29 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
         assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
 
 
+def _wait_sealed_media(spool: Path) -> None:
+    """Wait until the call's journal holds sealed media, i.e. mid-call with something to recover.
+
+    Its chunks grow by ~17 kB per second of two G.711 directions; the SIP alone is far smaller.
+    """
+    deadline = time.monotonic() + 30
+    while not list(spool.glob("tap-*.tpj")):
+        assert time.monotonic() < deadline, "no tap journal appeared"
+        time.sleep(0.1)
+    (path,) = spool.glob("tap-*.tpj")
+    opened = path.stat().st_size
+    while path.stat().st_size < opened + 8000:
+        assert time.monotonic() < deadline, "no media was sealed into the tap journal"
+        time.sleep(0.05)
+
+
 def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_path: Path) -> None:
     setup = _setup(tmp_path)
     recorder = _start_recorder(netns, setup.config_path, tmp_path)
     uas, uac = _place_call(netns, tmp_path, setup.call_id, 8000)
     spool = Path(load_config(setup.config_path, environ={}).storage.spool)
     try:
-        deadline = time.monotonic() + 30
-        while not list(spool.glob("tap-*.tpj")):
-            assert time.monotonic() < deadline, "no tap journal appeared"
-            time.sleep(0.1)
-        time.sleep(1.5)  # the tones (2 s) are playing; at least one journal seal has happened
+        _wait_sealed_media(spool)
         os.kill(recorder.pid, signal.SIGKILL)  # `ip netns exec` execs: this is the recorder
         recorder.wait(timeout=10)
     finally:
