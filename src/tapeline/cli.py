@@ -1113,6 +1113,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  # one exit
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tapeline query --json | head`: the reader left. What was filed stays filed; say it
+        # the shell way (128 + SIGPIPE) without a traceback, and keep Python's exit-time flush
+        # from raising again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -275,3 +275,21 @@ def test_user_list_and_admin_only_account_creation(appliance: Path, tmp_path: Pa
     )
     assert too_short.returncode == 1
     assert "at least 12 characters" in too_short.stderr
+
+
+def test_a_reader_that_leaves_gets_exit_141_without_a_traceback(appliance: Path) -> None:
+    """`tapeline query --json | head`: the pipe closes under the CLI; it ends quietly."""
+    import sys  # noqa: PLC0415
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tapeline.cli", "query", "-c", str(appliance), "--all", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()  # before the CLI has started: its first write meets a closed pipe
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr
