@@ -131,6 +131,17 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
             "sip_messages": call.sip_messages,
             "transfers": call.transfers,
             "match_rules": {side.name.lower(): rule for side, rule in call.rules.items()},
+            # Only when a proxy forked the INVITE: which branches rang or answered, which one
+            # was recorded, and how the others ended.
+            **(
+                {
+                    "forks": [{"tag": tag, **fork} for tag, fork in call.forks.items()],
+                    "recorded_branch": call.dialog_tag,
+                    "stray_packets": call.stray_packets,
+                }
+                if len(call.forks) > 1
+                else {}
+            ),
         },
     )
     if sum(q.received for q in result.quality) == 0:
@@ -150,6 +161,9 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
 def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> NewInteraction:
     """The `orphan_stream` record of RTP that no signalling announced, with its statistics."""
     (quality,) = result.quality
+    tags = ["tls_signalling"] if flow.tls_signalling else []
+    if flow.encrypted:
+        tags.append("encrypted_media")
     base = NewInteraction(
         channel="voice",
         kind="orphan_stream",
@@ -169,17 +183,25 @@ def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> Ne
                 },
             )
         ],
-        outcome="no_signalling",
+        # A host of this flow spoke SIP over TLS at the time: the call's signalling was
+        # there but unreadable, so this is a call kept from its media, not stray RTP.
+        outcome="tls_signalling" if flow.tls_signalling else "no_signalling",
         incomplete=True,
+        tags=tags,
         details={
             "src": f"{flow.src}:{flow.sport}",
             "dst": f"{flow.dst}:{flow.dport}",
             "ssrcs": list(quality.ssrcs),
+            "signalling": "tls" if flow.tls_signalling else None,
+            "payload_entropy": None if flow.entropy is None else round(flow.entropy, 2),
+            "media_encrypted": flow.encrypted,
         },
     )
     decoded = quality.received - quality.undecodable
     if decoded <= 0:
         return base  # statistics only: the payload type is unknown (name it with --rtp-codec)
+    if flow.encrypted and not flow.keyed:
+        return base  # ciphertext (SRTP without its keys) decodes to noise: statistics only
     channels = [{"channel": 0, "role": "unknown"}, {"channel": 1, "role": "silent"}]
     return replace(base, recording=stereo_recording(result, config.storage.format, channels))
 

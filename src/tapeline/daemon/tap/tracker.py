@@ -18,6 +18,18 @@ A call ends on BYE or CANCEL, on a final error to its INVITE, when nothing of it
 BYE (the far end has not stopped sending yet), so a call ends at its BYE but is handed out only
 `linger` seconds later, with those packets counted and decoded.
 
+Forking (RFC 3261 §13.2.2.4, §16.7): a proxy may send the INVITE to several phones, each answering
+with its own To tag. Every branch is kept in `TapCall.forks` with the responses it sent; the first
+2xx picks the dialog that is recorded. A second 2xx from another branch is ACKed and BYEd by the
+caller at once: that BYE ends the branch, not the call, and its SDP never steers media. A CANCEL
+that crosses the 2xx (the caller hung up while the phone answered) is undone by the 2xx.
+
+Encrypted signalling: a TCP stream that starts with a TLS record (SIP over TLS, port 5061) cannot
+be read. Its two hosts are remembered, and RTP to or from them that no SDP announced becomes an
+orphan record flagged `tls_signalling`, so the call is still kept from its media. Whether an
+orphan's payload is encrypted (SRTP whose SDES keys travelled inside that TLS) is judged from the
+byte entropy of its first payloads: ciphertext is not decoded to noise and filed as audio.
+
 Nothing here reads a clock or a socket: time is the capture timestamp of the records, and the live
 adapter drives `handle_timer` with its own clock between packets.
 """
@@ -25,9 +37,11 @@ adapter drives `handle_timer` with its own clock between packets.
 from __future__ import annotations
 
 import enum
-from collections import deque
+import math
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Final, TypeAlias
 
 from tapeline.daemon.siprec.core import receive_keys
@@ -64,6 +78,12 @@ DEFAULT_LINGER: Final = 2.0
 TIMER_C: Final = 180.0
 DEFAULT_ORPHAN_MIN_PACKETS: Final = 50  # one second of 20 ms packets
 DEFAULT_MAX_ORPHANS: Final = 1000
+ENTROPY_SAMPLE: Final = 4096  # payload bytes judged: ~25 packets of 20 ms G.711
+ENCRYPTED_ENTROPY: Final = 7.5  # bits/byte; 4 KiB of ciphertext measures ~7.95
+TLS_MEMORY: Final = 3600.0  # seconds a host that spoke TLS keeps flagging its media
+_TLS_CONTENT_TYPES: Final = frozenset({20, 21, 22, 23})  # RFC 8446 §5.1 record types
+_TLS_MAJOR: Final = 3
+_TLS_HEADER: Final = 5
 _RTP_HEADER: Final = 12
 _RTP_VERSION: Final = 2
 SUCCESS_MIN: Final = 200
@@ -117,6 +137,12 @@ class TapCall:
         transfers: each REFER seen in the dialog (who asked, Refer-To, Referred-By), so the
             transferred call can be linked to this one.
         final_status: the final response to the INVITE, when one was seen.
+        dialog_tag: the To tag of the branch whose 2xx was taken (the recorded dialog).
+        forks: per callee-side tag, what that branch did: its response codes to the INVITE and,
+            for a branch answered after another, how it ended ("bye").
+        branch_endpoints: callee-side media endpoints announced before the answer, by branch.
+        lost_endpoints: media endpoints of branches that were not taken; their packets are
+            counted in `stray_packets` and kept out of the recording.
     """
 
     call_id: str
@@ -128,6 +154,7 @@ class TapCall:
     direction: str
     media: MediaSession
     caller_tag: str | None
+    invite_cseq: int = 0
     answered: float | None = None
     ended: float | None = None
     end_reason: str = ""
@@ -145,6 +172,11 @@ class TapCall:
     transfers: list[dict[str, str | None]] = field(default_factory=list)
     rtp_first: dict[Side, float] = field(default_factory=dict)
     rtp_last: dict[Side, float] = field(default_factory=dict)
+    dialog_tag: str | None = None
+    forks: dict[str, dict[str, object]] = field(default_factory=dict)
+    branch_endpoints: dict[Endpoint, str] = field(default_factory=dict)
+    lost_endpoints: dict[Endpoint, str] = field(default_factory=dict)
+    stray_packets: int = 0
 
     def channel_of(self, side: Side) -> int:
         """Recording channel of what `side` sends: 0 for the employee line, 1 for the other."""
@@ -159,6 +191,10 @@ class OrphanFlow:
         src, sport, dst, dport: the flow.
         media: its media pipeline, one stream on channel 0.
         rtp_packets: RTP packets seen.
+        keyed: an SRTP key was given for it (`--srtp-key`), so ciphertext is decrypted.
+        tls_signalling: one of its hosts also spoke TLS (SIP the tap could not read).
+        entropy: bits per byte of the first payloads (None until enough were seen); near 8
+            means ciphertext (SRTP without its keys), G.711 speech stays well below.
     """
 
     src: IPAddress
@@ -170,6 +206,15 @@ class OrphanFlow:
     stream: MediaStream
     last_seen: float
     rtp_packets: int = 0
+    keyed: bool = False
+    tls_signalling: bool = False
+    entropy: float | None = None
+    sample: bytearray = field(default_factory=bytearray)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the payload looks like ciphertext (and must not be decoded as audio)."""
+        return self.entropy is not None and self.entropy >= ENCRYPTED_ENTROPY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,6 +272,7 @@ class TrackerCounters:
     orphan_flows: int = 0
     orphans_ignored: int = 0
     orphans_over_limit: int = 0
+    tls_streams: int = 0
 
 
 def _looks_like_sip(payload: bytes) -> bool:
@@ -277,6 +323,8 @@ class CallTracker:
         self._max_orphans = max_orphans
         self._orphan_codecs = dict(orphan_codecs or {})
         self._orphan_keys = dict(orphan_keys or {})
+        self._tls_hosts: dict[IPAddress, float] = {}
+        self._tls_flows: set[FlowKey] = set()
         self.counters = TrackerCounters()
 
     @property
@@ -306,6 +354,9 @@ class CallTracker:
         for key, flow in list(self._orphans.items()):
             if now - flow.last_seen >= self._timeout:
                 self._release_orphan(key, flow)
+        for host, seen in list(self._tls_hosts.items()):
+            if now - seen >= TLS_MEMORY:
+                del self._tls_hosts[host]
 
     def _quiet_limit(self, call: TapCall) -> float:
         # A phone may ring for minutes without a packet (one 180, no retransmission over TCP);
@@ -331,6 +382,7 @@ class CallTracker:
                 self._stream_data(event)
             elif isinstance(event, StreamClosed):
                 self._framers.pop(event.flow, None)
+                self._tls_flows.discard(event.flow)
             else:
                 self.counters.dropped_frames += 1
 
@@ -351,10 +403,17 @@ class CallTracker:
     def _stream_data(self, event: StreamData) -> None:
         flow = event.flow
         if flow not in self._framers:
-            known = flow.sport in self._sip_ports or flow.dport in self._sip_ports
-            self._framers[flow] = SipFramer() if known or _looks_like_sip(event.data) else None
+            if _looks_like_tls(event.data):
+                self._framers[flow] = None
+                self._tls_flows.add(flow)
+                self.counters.tls_streams += 1
+            else:
+                known = flow.sport in self._sip_ports or flow.dport in self._sip_ports
+                self._framers[flow] = SipFramer() if known or _looks_like_sip(event.data) else None
         framer = self._framers[flow]
         if framer is None:
+            if flow in self._tls_flows:
+                self._tls_hosts[flow.src] = self._tls_hosts[flow.dst] = event.time
             return
         framer.receive_data(event.data)
         ts_ns = round(event.time * NS)
@@ -396,7 +455,8 @@ class CallTracker:
             )
         )  # fmt: skip
         sender = self._sender(call, message)
-        self._learn_sdp(call, message, sender)
+        branch = self._branch_tag(call, message)
+        self._learn_sdp(call, message, sender, branch)
         if isinstance(message, SipRequest):
             self._request(call, message, sender, now)
         elif cseq.method == "INVITE":
@@ -411,14 +471,32 @@ class CallTracker:
                     "referred_by": request.headers.get("Referred-By"),
                 }
             )
-        if request.method in {"BYE", "CANCEL"} and call.ended is None:
-            self._end(call, now, request.method.lower())
+        if request.method == "BYE":
+            branch = self._branch_tag(call, request)
+            if call.dialog_tag is not None and branch not in (None, call.dialog_tag):
+                call.forks.setdefault(branch, {"responses": []})["ended"] = "bye"
+                return  # the caller hangs up on a second answer; the call goes on
+            if call.ended is None:
+                self._end(call, now, "bye")
+        elif request.method == "CANCEL" and call.ended is None and call.answered is None:
+            self._end(call, now, "cancel")
 
     def _invite_response(self, call: TapCall, message: SipResponse, now: float) -> None:
         code = message.status_code
+        branch = self._branch_tag(call, message)
+        if branch is not None and message.cseq.number == call.invite_cseq:
+            fork = call.forks.setdefault(branch, {"responses": []})
+            responses = fork["responses"]
+            assert isinstance(responses, list)  # noqa: S101  # set just above
+            if code not in responses:
+                responses.append(code)
         if SUCCESS_MIN <= code < FAILURE_MIN and call.answered is None:
             call.answered = now
             call.final_status = code
+            call.dialog_tag = branch
+            self._answered_branch(call, branch)
+            if call.end_reason == "cancel":  # the CANCEL crossed this 2xx: the call goes on
+                call.ended, call.end_reason = None, ""
         elif code >= FAILURE_MIN and call.answered is None and call.final_status is None:
             call.final_status = code
             if call.ended is None:
@@ -443,12 +521,22 @@ class CallTracker:
             direction=direction,
             media=MediaSession(start=now),
             caller_tag=caller.tag,
+            invite_cseq=invite.cseq.number,
             last_seen=now,
         )
         self._calls[call.call_id] = call
         self.counters.calls_started += 1
         self._events.append(CallStarted(call=call))
         return call
+
+    @staticmethod
+    def _branch_tag(call: TapCall, message: SipMessage) -> str | None:
+        """The callee side's tag of `message`'s dialog: which fork it belongs to."""
+        try:
+            from_tag, to_tag = message.from_addr.tag, message.to_addr.tag
+        except ParseError:
+            return None
+        return to_tag if from_tag == call.caller_tag else from_tag
 
     @staticmethod
     def _sender(call: TapCall, message: SipMessage) -> Side:
@@ -460,7 +548,9 @@ class CallTracker:
         request_side = Side.CALLER if from_tag == call.caller_tag else Side.CALLEE
         return request_side if isinstance(message, SipRequest) else request_side.other
 
-    def _learn_sdp(self, call: TapCall, message: SipMessage, sender: Side) -> None:
+    def _learn_sdp(
+        self, call: TapCall, message: SipMessage, sender: Side, branch: str | None
+    ) -> None:
         content_type = message.content_type
         if not message.body or content_type is None or content_type.media_type != "application/sdp":
             return
@@ -482,17 +572,53 @@ class CallTracker:
                 )
             if keys[index] is not None and sender not in call.keys:
                 call.keys[sender] = keys[index]  # type: ignore[assignment]
-            self._index(call, sender, connection.address.split("/")[0], media.port)
+            address = connection.address.split("/")[0]
+            if (
+                sender is Side.CALLEE
+                and branch is not None
+                and call.dialog_tag not in (None, branch)
+            ):
+                self._lose(call, branch, address, media.port)  # a fork that lost the race
+            else:
+                self._index(call, sender, address, media.port, branch)
 
-    def _index(self, call: TapCall, side: Side, address: str, port: int) -> None:
+    def _lose(self, call: TapCall, branch: str, address: str, port: int) -> None:
+        # Media of a branch that was not taken: never routed into the recording (the phone may
+        # send a few packets before the caller's BYE reaches it), only counted on the call.
         try:
-            from ipaddress import ip_address  # noqa: PLC0415  # only on SDP, not per packet
+            addr = ip_address(address)
+        except ValueError:
+            return
+        for p in (port, port + 1):
+            call.lost_endpoints[(addr, p)] = branch
 
+    def _answered_branch(self, call: TapCall, branch: str | None) -> None:
+        # Early media of other branches (183 with SDP) stops steering once one branch answers.
+        for endpoint, owner in list(call.branch_endpoints.items()):
+            if owner == branch:
+                continue
+            del call.branch_endpoints[endpoint]
+            call.endpoints[Side.CALLEE].discard(endpoint)
+            if self._by_endpoint.get(endpoint, (None, None))[0] is call:
+                del self._by_endpoint[endpoint]
+            owners = self._by_port.get(endpoint[1], [])
+            owners[:] = [o for o in owners if o != (call, Side.CALLEE)]
+            if not owners:
+                self._by_port.pop(endpoint[1], None)
+            call.lost_endpoints[endpoint] = owner
+
+    def _index(
+        self, call: TapCall, side: Side, address: str, port: int, branch: str | None = None
+    ) -> None:
+        try:
             addr = ip_address(address)
         except ValueError:
             return
         for p in (port, port + 1):  # RTP and its RTCP (RFC 3550 §11)
             endpoint = (addr, p)
+            call.lost_endpoints.pop(endpoint, None)
+            if side is Side.CALLEE and branch is not None and call.dialog_tag is None:
+                call.branch_endpoints[endpoint] = branch
             call.endpoints[side].add(endpoint)
             self._by_endpoint[endpoint] = (call, side)
             owners = self._by_port.setdefault(p, [])
@@ -526,6 +652,12 @@ class CallTracker:
                 dport=dgram.dport, payload=dgram.payload,
             )
         )  # fmt: skip
+        if call.lost_endpoints and (
+            (dgram.src, dgram.sport) in call.lost_endpoints
+            or (dgram.dst, dgram.dport) in call.lost_endpoints
+        ):
+            call.stray_packets += 1  # from or to a fork that was not taken
+            return
         stream = call.streams.get(sender)
         if stream is None:
             key = call.keys.get(sender)
@@ -557,6 +689,8 @@ class CallTracker:
             flow = self._new_orphan(key, payload[1] & 0x7F, now)
         flow.last_seen = now
         flow.rtp_packets += 1
+        if flow.entropy is None:
+            _sample(flow, payload)
         flow.stream.receive_datagram(payload, now)
 
     def _new_orphan(self, key: tuple[Endpoint, Endpoint], pt: int, now: float) -> OrphanFlow:
@@ -572,7 +706,7 @@ class CallTracker:
         stream = media.add_stream(channel=0, formats=formats, srtp=srtp)
         flow = OrphanFlow(
             src=src, sport=sport, dst=dst, dport=dport, started=now, media=media, stream=stream,
-            last_seen=now,
+            last_seen=now, keyed=srtp is not None,
         )  # fmt: skip
         self._orphans[key] = flow
         self.counters.orphan_flows += 1
@@ -580,6 +714,9 @@ class CallTracker:
 
     def _release_orphan(self, key: tuple[Endpoint, Endpoint], flow: OrphanFlow) -> None:
         del self._orphans[key]
+        flow.tls_signalling = flow.src in self._tls_hosts or flow.dst in self._tls_hosts
+        if flow.entropy is None and flow.sample:
+            flow.entropy = _entropy(flow.sample)  # a short flow: judge what there is
         if flow.rtp_packets >= self._orphan_min:
             self._events.append(OrphanEnded(flow=flow))
         else:
@@ -609,3 +746,24 @@ _MIN_RTP: Final = 2
 
 def _is_rtcp(payload: bytes) -> bool:
     return len(payload) >= _MIN_RTP and payload[1] in _RTCP_TYPES
+
+
+def _looks_like_tls(data: bytes) -> bool:
+    # A TLS record header: content type, then legacy version 3.x (RFC 8446 §5.1).
+    return len(data) >= _TLS_HEADER and data[0] in _TLS_CONTENT_TYPES and data[1] == _TLS_MAJOR
+
+
+def _sample(flow: OrphanFlow, payload: bytes) -> None:
+    """Collect payload bytes (after the fixed header and CSRCs) until the entropy can be judged."""
+    start = _RTP_HEADER + 4 * (payload[0] & 0x0F)
+    flow.sample += payload[start : start + ENTROPY_SAMPLE - len(flow.sample)]
+    if len(flow.sample) >= ENTROPY_SAMPLE:
+        flow.entropy = _entropy(flow.sample)
+        flow.sample = bytearray()
+
+
+def _entropy(data: bytes | bytearray) -> float:
+    """Shannon entropy of `data` in bits per byte."""
+    counts = Counter(data)
+    total = len(data)
+    return -sum(c / total * math.log2(c / total) for c in counts.values())
