@@ -27,8 +27,10 @@ that crosses the 2xx (the caller hung up while the phone answered) is undone by 
 Encrypted signalling: a TCP stream that starts with a TLS record (SIP over TLS, port 5061) cannot
 be read. Its two hosts are remembered, and RTP to or from them that no SDP announced becomes an
 orphan record flagged `tls_signalling`, so the call is still kept from its media. Whether an
-orphan's payload is encrypted (SRTP whose SDES keys travelled inside that TLS) is judged from the
-byte entropy of its first payloads: ciphertext is not decoded to noise and filed as audio.
+G.711 orphan's payload is encrypted (SRTP whose SDES keys travelled inside that TLS) is judged from
+the byte entropy of its first payloads: ciphertext is not decoded to noise and filed as audio.
+Only G.711: compressed codecs (G.729, G.723.1, G.722) measure as high as ciphertext (7.9 bits per
+byte in the rtpproxy corpus captures, against 7.95 for its SRTP pair), so for them it is unknown.
 
 Nothing here reads a clock or a socket: time is the capture timestamp of the records, and the live
 adapter drives `handle_timer` with its own clock between packets.
@@ -79,11 +81,14 @@ TIMER_C: Final = 180.0
 DEFAULT_ORPHAN_MIN_PACKETS: Final = 50  # one second of 20 ms packets
 DEFAULT_MAX_ORPHANS: Final = 1000
 ENTROPY_SAMPLE: Final = 4096  # payload bytes judged: ~25 packets of 20 ms G.711
+ENTROPY_MIN_SAMPLE: Final = 1024  # fewer bytes cannot reach 7.5 bits even when random
 ENCRYPTED_ENTROPY: Final = 7.5  # bits/byte; 4 KiB of ciphertext measures ~7.95
 TLS_MEMORY: Final = 3600.0  # seconds a host that spoke TLS keeps flagging its media
 _TLS_CONTENT_TYPES: Final = frozenset({20, 21, 22, 23})  # RFC 8446 §5.1 record types
 _TLS_MAJOR: Final = 3
 _TLS_HEADER: Final = 5
+_G711: Final = frozenset({"PCMU", "PCMA"})
+_G711_PTS: Final = frozenset({0, 8})  # RFC 3551 static payload types
 _RTP_HEADER: Final = 12
 _RTP_VERSION: Final = 2
 SUCCESS_MIN: Final = 200
@@ -192,9 +197,11 @@ class OrphanFlow:
         media: its media pipeline, one stream on channel 0.
         rtp_packets: RTP packets seen.
         keyed: an SRTP key was given for it (`--srtp-key`), so ciphertext is decrypted.
+        g711: its codec is G.711 (static payload type 0 or 8, or named so by `--rtp-codec`).
         tls_signalling: one of its hosts also spoke TLS (SIP the tap could not read).
-        entropy: bits per byte of the first payloads (None until enough were seen); near 8
-            means ciphertext (SRTP without its keys), G.711 speech stays well below.
+        entropy: bits per byte of the first payloads of a G.711 flow (None until enough were
+            seen, and for other codecs); near 8 means ciphertext (SRTP without its keys), G.711
+            speech stays well below.
     """
 
     src: IPAddress
@@ -207,6 +214,7 @@ class OrphanFlow:
     last_seen: float
     rtp_packets: int = 0
     keyed: bool = False
+    g711: bool = False
     tls_signalling: bool = False
     entropy: float | None = None
     sample: bytearray = field(default_factory=bytearray)
@@ -689,7 +697,7 @@ class CallTracker:
             flow = self._new_orphan(key, payload[1] & 0x7F, now)
         flow.last_seen = now
         flow.rtp_packets += 1
-        if flow.entropy is None:
+        if flow.entropy is None and flow.g711:
             _sample(flow, payload)
         flow.stream.receive_datagram(payload, now)
 
@@ -707,6 +715,7 @@ class CallTracker:
         flow = OrphanFlow(
             src=src, sport=sport, dst=dst, dport=dport, started=now, media=media, stream=stream,
             last_seen=now, keyed=srtp is not None,
+            g711=codec[0].upper() in _G711 if codec else pt in _G711_PTS,
         )  # fmt: skip
         self._orphans[key] = flow
         self.counters.orphan_flows += 1
@@ -715,7 +724,7 @@ class CallTracker:
     def _release_orphan(self, key: tuple[Endpoint, Endpoint], flow: OrphanFlow) -> None:
         del self._orphans[key]
         flow.tls_signalling = flow.src in self._tls_hosts or flow.dst in self._tls_hosts
-        if flow.entropy is None and flow.sample:
+        if flow.entropy is None and len(flow.sample) >= ENTROPY_MIN_SAMPLE:
             flow.entropy = _entropy(flow.sample)  # a short flow: judge what there is
         if flow.rtp_packets >= self._orphan_min:
             self._events.append(OrphanEnded(flow=flow))

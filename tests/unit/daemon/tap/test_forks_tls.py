@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import random
 
 from tapeline.config import Config
 from tapeline.daemon.tap.filing import LineBook, build_interaction, build_orphan
 from tapeline.daemon.tap.tracker import ENCRYPTED_ENTROPY, CallTracker, OrphanEnded, Side
 from tapeline.proto.net import PacketRecord
-from tests.unit.daemon.tap.test_tracker import NS, T0, Feed, rtp, sdp
+from tests.unit.daemon.tap.test_tracker import NS, T0, Feed, _srtp_sender, rtp, sdp
 from tests.unit.proto.net.builders import ether, ipv4, tcp
 
 CALLER, PROXY = "192.0.2.10", "192.0.2.1"
@@ -252,13 +251,13 @@ def test_media_of_a_tls_signalled_call_is_kept_flagged_and_ciphertext_is_not_dec
     feed = Feed(CallTracker(orphan_min_packets=10))
     _tcp(feed, 0.0, (PHONE, 40000), (SBC, 5061), CLIENT_HELLO, seq=1)
     _tcp(feed, 0.01, (SBC, 5061), (PHONE, 40000), SERVER_HELLO, seq=1)
-    rng = random.Random(7)  # noqa: S311  # reproducible stand-in for ciphertext
+    srtp = _srtp_sender(os.urandom(30))  # the key the phone and SBC agreed inside TLS
     for i in range(100):
         t = 0.5 + i * 0.02
         # Plain RTP one way (TLS signalling, RTP/AVP) ...
         feed.udp(t, (PHONE, 4000), (SBC, 6000), _rtp(i, 11, _tone_payload(i)))
-        # ... and SRTP the other way (keys travelled inside TLS): payload + 10-byte tag.
-        feed.udp(t, (SBC, 6000), (PHONE, 4000), _rtp(i, 22, rng.randbytes(170)))
+        # ... and the same tone as SRTP the other way (libsrtp, AES-CM + HMAC-SHA1-80).
+        feed.udp(t, (SBC, 6000), (PHONE, 4000), srtp.protect(_rtp(i, 22, _tone_payload(i))))
     feed.udp(0.5, (CALLER, 4000), (DESK, 6000), _rtp(0, 33, os.urandom(160)))  # unrelated
     feed.flush()
     assert feed.tracker.counters.tls_streams == 2
@@ -293,3 +292,15 @@ def test_unsignalled_plain_rtp_without_tls_is_an_ordinary_orphan(config: Config)
     assert record.outcome == "no_signalling"
     assert record.tags == []
     assert record.recording is not None
+
+
+def test_compressed_codecs_are_not_judged_by_entropy() -> None:
+    # G.729 frames are as dense as ciphertext: judging them would drop real audio.
+    feed = Feed(CallTracker(orphan_min_packets=10))
+    for i in range(60):
+        packet = bytes([0x80, 18]) + _rtp(i, 11, os.urandom(20))[2:]
+        feed.udp(i * 0.02, (PHONE, 4000), (SBC, 6000), packet)
+    feed.flush()
+    (flow,) = [e.flow for e in feed.events if isinstance(e, OrphanEnded)]
+    assert flow.entropy is None
+    assert not flow.encrypted
