@@ -142,13 +142,21 @@ def test_existing_keys_never_overwritten(installed_root: InstalledRoot) -> None:
     assert key.read_bytes() == before
 
 
-def test_refuses_non_root(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["runuser", "-u", "nobody", "--", "bash", str(INSTALL_SH), "--root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def test_refuses_non_root() -> None:
+    # `nobody` must be able to read the script: a checkout (or pytest's tmp_path) may sit under
+    # a 0700 folder, which would fail with "Permission denied" before the check we test.
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:  # world-traversable
+        folder = Path(scratch)
+        folder.chmod(0o755)
+        script = folder / "install.sh"
+        shutil.copyfile(INSTALL_SH, script)
+        script.chmod(0o755)
+        result = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "bash", str(script), "--root", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     assert result.returncode != 0
     assert "must run as root" in result.stderr
 
