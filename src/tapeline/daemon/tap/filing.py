@@ -159,60 +159,72 @@ def build_interaction(  # noqa: PLR0913  # everything the record is made of
 
 
 def build_orphan(flow: OrphanFlow, result: MediaResult, *, config: Config) -> NewInteraction:
-    """The `orphan_stream` record of RTP that no signalling announced, with its statistics."""
-    (quality,) = result.quality
-    tags = ["tls_signalling"] if flow.tls_signalling else []
-    if flow.encrypted:
+    """The `orphan_stream` record of RTP that no signalling announced, with its statistics.
+
+    A flow and its reverse (the same two endpoints, the other way) are one conversation: one
+    record, the first flow on channel 0 and its partner on channel 1.
+    """
+    flows = flow.flows
+    tls = any(f.tls_signalling for f in flows)
+    encrypted = any(f.encrypted and not f.keyed for f in flows)
+    tags = ["tls_signalling"] if tls else []
+    if any(f.encrypted for f in flows):
         tags.append("encrypted_media")
+    labels = ["orphan", "orphan_reverse"]
     base = NewInteraction(
         channel="voice",
         kind="orphan_stream",
         direction="unknown",
-        started_at=datetime.fromtimestamp(flow.started, UTC),
-        ended_at=datetime.fromtimestamp(flow.last_seen, UTC),
+        started_at=datetime.fromtimestamp(min(f.started for f in flows), UTC),
+        ended_at=datetime.fromtimestamp(max(f.last_seen for f in flows), UTC),
         source_path=SOURCE,
         streams=[
             StreamIn(
-                label="orphan",
+                label=label,
                 ssrc=quality.ssrcs[0] if quality.ssrcs else None,
-                channel=0,
+                channel=quality.channel,
                 quality={
                     **quality_figures(quality),
-                    "rtp_packets": flow.rtp_packets,
+                    "rtp_packets": member.rtp_packets,
                     "match_rule": None,
+                    "src": f"{member.src}:{member.sport}",
+                    "dst": f"{member.dst}:{member.dport}",
                 },
             )
+            for label, member, quality in zip(labels, flows, result.quality, strict=False)
         ],
         # A host of this flow spoke SIP over TLS at the time: the call's signalling was
         # there but unreadable, so this is a call kept from its media, not stray RTP.
-        outcome="tls_signalling" if flow.tls_signalling else "no_signalling",
+        outcome="tls_signalling" if tls else "no_signalling",
         incomplete=True,
         tags=tags,
         details={
             "src": f"{flow.src}:{flow.sport}",
             "dst": f"{flow.dst}:{flow.dport}",
-            "ssrcs": list(quality.ssrcs),
-            "signalling": "tls" if flow.tls_signalling else None,
-            "payload_entropy": None if flow.entropy is None else round(flow.entropy, 2),
-            "media_encrypted": flow.encrypted,
+            "both_directions": flow.partner is not None,
+            "ssrcs": [ssrc for quality in result.quality for ssrc in quality.ssrcs],
+            "signalling": "tls" if tls else None,
+            "payload_entropy": [None if f.entropy is None else round(f.entropy, 2) for f in flows],
+            "media_encrypted": any(f.encrypted for f in flows),
         },
     )
-    decoded = quality.received - quality.undecodable
+    decoded = sum(q.received - q.undecodable for q in result.quality)
     if decoded <= 0:
         return base  # statistics only: the payload type is unknown (name it with --rtp-codec)
-    if flow.encrypted and not flow.keyed:
+    if encrypted:
         return base  # ciphertext (SRTP without its keys) decodes to noise: statistics only
-    channels = [{"channel": 0, "role": "unknown"}, {"channel": 1, "role": "silent"}]
+    other = "unknown" if flow.partner is not None else "silent"
+    channels = [{"channel": 0, "role": "unknown"}, {"channel": 1, "role": other}]
     return replace(base, recording=stereo_recording(result, config.storage.format, channels))
 
 
 def file_orphan(archive: Archive, config: Config, flow: OrphanFlow) -> str:
-    """Finish an orphan flow's media and file its record; returns the record id.
+    """Finish an orphan flow's media (with its partner's) and file its record; returns its id.
 
     Raises:
         StorageError: the record could not be filed.
     """
-    result = flow.media.finish(end=flow.last_seen)
+    result = flow.media.finish(end=max(f.last_seen for f in flow.flows))
     return Filer(archive).file(build_orphan(flow, result, config=config))
 
 

@@ -202,6 +202,9 @@ class OrphanFlow:
         entropy: bits per byte of the first payloads of a G.711 flow (None until enough were
             seen, and for other codecs); near 8 means ciphertext (SRTP without its keys), G.711
             speech stays well below.
+        partner: the flow the other way between the same two endpoints, when there is one: the
+            two are one conversation, recorded in one media session (this flow on channel 0,
+            the later one on channel 1) and filed as one record once both went quiet.
     """
 
     src: IPAddress
@@ -218,6 +221,12 @@ class OrphanFlow:
     tls_signalling: bool = False
     entropy: float | None = None
     sample: bytearray = field(default_factory=bytearray)
+    partner: OrphanFlow | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def flows(self) -> list[OrphanFlow]:
+        """This flow and its partner, in channel order."""
+        return [self] if self.partner is None else [self, self.partner]
 
     @property
     def encrypted(self) -> bool:
@@ -227,7 +236,7 @@ class OrphanFlow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrphanEnded:
-    """An orphan flow went quiet (or the capture ended) with enough packets to be a record."""
+    """An orphan flow (with its partner) went quiet or the capture ended, worth a record."""
 
     flow: OrphanFlow
 
@@ -360,7 +369,7 @@ class CallTracker:
                 self._end(call, call.last_seen, "media_timeout")
                 self._release(call)
         for key, flow in list(self._orphans.items()):
-            if now - flow.last_seen >= self._timeout:
+            if self._orphans.get(key) is flow and self._orphan_quiet(flow, now):
                 self._release_orphan(key, flow)
         for host, seen in list(self._tls_hosts.items()):
             if now - seen >= TLS_MEMORY:
@@ -710,26 +719,44 @@ class CallTracker:
             )
         secret = self._orphan_keys.get((dst, dport))
         srtp = SrtpReceiver(suite=CryptoSuite(secret[0]), key=secret[1]) if secret else None
-        media = MediaSession(start=now)
-        stream = media.add_stream(channel=0, formats=formats, srtp=srtp)
+        reverse = self._orphans.get((key[1], key[0]))
+        if reverse is not None and reverse.partner is None:
+            media, channel = reverse.media, 1  # the answer to a flow we follow: one conversation
+        else:
+            reverse, media, channel = None, MediaSession(start=now), 0
+        stream = media.add_stream(channel=channel, formats=formats, srtp=srtp)
         flow = OrphanFlow(
             src=src, sport=sport, dst=dst, dport=dport, started=now, media=media, stream=stream,
             last_seen=now, keyed=srtp is not None,
             g711=codec[0].upper() in _G711 if codec else pt in _G711_PTS,
         )  # fmt: skip
+        if reverse is not None:
+            reverse.partner = flow
         self._orphans[key] = flow
         self.counters.orphan_flows += 1
         return flow
 
     def _release_orphan(self, key: tuple[Endpoint, Endpoint], flow: OrphanFlow) -> None:
-        del self._orphans[key]
-        flow.tls_signalling = flow.src in self._tls_hosts or flow.dst in self._tls_hosts
-        if flow.entropy is None and len(flow.sample) >= ENTROPY_MIN_SAMPLE:
-            flow.entropy = _entropy(flow.sample)  # a short flow: judge what there is
-        if flow.rtp_packets >= self._orphan_min:
-            self._events.append(OrphanEnded(flow=flow))
+        if self._orphans.get(key) is not flow:
+            return  # released already, with its partner
+        first = self._first_of(flow)
+        for member in first.flows:
+            del self._orphans[(member.src, member.sport), (member.dst, member.dport)]
+            member.tls_signalling = member.src in self._tls_hosts or member.dst in self._tls_hosts
+            if member.entropy is None and len(member.sample) >= ENTROPY_MIN_SAMPLE:
+                member.entropy = _entropy(member.sample)  # a short flow: judge what there is
+        if sum(member.rtp_packets for member in first.flows) >= self._orphan_min:
+            self._events.append(OrphanEnded(flow=first))
         else:
             self.counters.orphans_ignored += 1
+
+    def _first_of(self, flow: OrphanFlow) -> OrphanFlow:
+        reverse = self._orphans.get(((flow.dst, flow.dport), (flow.src, flow.sport)))
+        return reverse if reverse is not None and reverse.partner is flow else flow
+
+    def _orphan_quiet(self, flow: OrphanFlow, now: float) -> bool:
+        # A pair is one conversation: it ends when both directions went quiet.
+        return all(now - member.last_seen >= self._timeout for member in self._first_of(flow).flows)
 
     def _end(self, call: TapCall, now: float, reason: str) -> None:
         call.ended = now

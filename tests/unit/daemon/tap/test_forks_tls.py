@@ -251,33 +251,50 @@ def test_media_of_a_tls_signalled_call_is_kept_flagged_and_ciphertext_is_not_dec
     feed = Feed(CallTracker(orphan_min_packets=10))
     _tcp(feed, 0.0, (PHONE, 40000), (SBC, 5061), CLIENT_HELLO, seq=1)
     _tcp(feed, 0.01, (SBC, 5061), (PHONE, 40000), SERVER_HELLO, seq=1)
-    srtp = _srtp_sender(os.urandom(30))  # the key the phone and SBC agreed inside TLS
+    to_sbc, from_sbc = _srtp_sender(os.urandom(30)), _srtp_sender(os.urandom(30))
     for i in range(100):
         t = 0.5 + i * 0.02
-        # Plain RTP one way (TLS signalling, RTP/AVP) ...
+        # One call with TLS signalling and plain RTP/AVP both ways ...
         feed.udp(t, (PHONE, 4000), (SBC, 6000), _rtp(i, 11, _tone_payload(i)))
-        # ... and the same tone as SRTP the other way (libsrtp, AES-CM + HMAC-SHA1-80).
-        feed.udp(t, (SBC, 6000), (PHONE, 4000), srtp.protect(_rtp(i, 22, _tone_payload(i))))
+        feed.udp(t, (SBC, 6000), (PHONE, 4000), _rtp(i, 12, _tone_payload(i + 7)))
+        # ... and one with SRTP whose keys travelled inside the TLS (libsrtp, AES-CM/SHA1-80).
+        feed.udp(t, (PHONE, 4002), (SBC, 6002), to_sbc.protect(_rtp(i, 21, _tone_payload(i))))
+        feed.udp(t, (SBC, 6002), (PHONE, 4002), from_sbc.protect(_rtp(i, 22, _tone_payload(i))))
     feed.udp(0.5, (CALLER, 4000), (DESK, 6000), _rtp(0, 33, os.urandom(160)))  # unrelated
     feed.flush()
     assert feed.tracker.counters.tls_streams == 2
-    flows = {e.flow.src.exploded: e.flow for e in feed.events if isinstance(e, OrphanEnded)}
-    assert set(flows) == {PHONE, SBC}  # the single unrelated packet is not a record
-    plain, secret = flows[PHONE], flows[SBC]
-    assert plain.tls_signalling
-    assert secret.tls_signalling
-    assert plain.entropy is not None
-    assert plain.entropy < ENCRYPTED_ENTROPY
-    assert secret.encrypted
+    ended = {e.flow.sport: e.flow for e in feed.events if isinstance(e, OrphanEnded)}
+    assert set(ended) == {4000, 4002}  # one record per conversation; the stray packet is none
+    plain, secret = ended[4000], ended[4002]
+    assert [(f.sport, f.dport) for f in plain.flows] == [(4000, 6000), (6000, 4000)]
+    for flow in plain.flows:
+        assert flow.tls_signalling
+        assert flow.entropy is not None
+        assert flow.entropy < ENCRYPTED_ENTROPY
+    assert all(f.encrypted for f in secret.flows)
     plain_record = build_orphan(plain, plain.media.finish(end=plain.last_seen), config=config)
     secret_record = build_orphan(secret, secret.media.finish(end=secret.last_seen), config=config)
     assert plain_record.outcome == secret_record.outcome == "tls_signalling"
     assert plain_record.tags == ["tls_signalling"]
     assert plain_record.recording is not None  # PCMU decoded: the call is kept from its media
+    assert [(s.channel, s.ssrc) for s in plain_record.streams] == [(0, 11), (1, 12)]
     assert secret_record.tags == ["tls_signalling", "encrypted_media"]
     assert secret_record.recording is None  # noise is not filed as audio
     assert secret_record.details["media_encrypted"] is True
-    assert secret_record.streams[0].quality["rtp_packets"] == 100
+    assert [s.quality["rtp_packets"] for s in secret_record.streams] == [100, 100]
+
+
+def test_a_pair_ends_when_both_directions_are_quiet() -> None:
+    feed = Feed(CallTracker(orphan_min_packets=10, media_timeout=5.0))
+    for i in range(50):
+        feed.udp(i * 0.02, (PHONE, 4000), (SBC, 6000), _rtp(i, 11, _tone_payload(i)))
+    for i in range(400):  # the far end keeps talking for 8 s after the phone went quiet
+        feed.udp(i * 0.02, (SBC, 6000), (PHONE, 4000), _rtp(i, 12, _tone_payload(i)))
+    feed.timer(7.0)  # the phone's direction has been quiet for 6 s, its partner for none
+    assert [e for e in feed.events if isinstance(e, OrphanEnded)] == []
+    feed.timer(14.0)
+    (event,) = [e for e in feed.events if isinstance(e, OrphanEnded)]
+    assert [f.rtp_packets for f in event.flow.flows] == [50, 400]
 
 
 def test_unsignalled_plain_rtp_without_tls_is_an_ordinary_orphan(config: Config) -> None:
