@@ -321,3 +321,40 @@ def test_compressed_codecs_are_not_judged_by_entropy() -> None:
     (flow,) = [e.flow for e in feed.events if isinstance(e, OrphanEnded)]
     assert flow.entropy is None
     assert not flow.encrypted
+
+
+def test_hold_and_a_codec_change_by_reinvite_keep_one_recording() -> None:
+    feed = Feed()
+    _invite(feed)
+    _answer(feed, 0.5, "desk", DESK, 6000)
+    for i in range(50):  # one second of PCMU: μ-law 0xFF is silence-adjacent +0
+        feed.udp(1 + i * 0.02, (DESK, 6000), (CALLER, 4000), _rtp(i, 5, b"\x80" * 160))
+    hold = sdp(DESK, 6000).replace("c=IN IP4 " + DESK, "c=IN IP4 0.0.0.0") + "a=sendonly\r\n"
+    feed.udp(2.0, (PROXY, 5060), (CALLER, 5060),
+             _sip("INVITE sip:100@a SIP/2.0", to_tag="desk", cseq="1 INVITE", body=hold,
+                  branch="hold")
+             .replace(b"From: <sip:100@a>;tag=caller", b"From: <sip:200@b>;tag=desk")
+             .replace(b"To: <sip:200@b>;tag=desk", b"To: <sip:100@a>;tag=caller"))  # fmt: skip
+    pcma = sdp(DESK, 6000).replace("RTP/AVP 0", "RTP/AVP 8").replace("0 PCMU", "8 PCMA")
+    feed.udp(4.0, (PROXY, 5060), (CALLER, 5060),
+             _sip("INVITE sip:100@a SIP/2.0", to_tag="desk", cseq="2 INVITE", body=pcma,
+                  branch="resume")
+             .replace(b"From: <sip:100@a>;tag=caller", b"From: <sip:200@b>;tag=desk")
+             .replace(b"To: <sip:200@b>;tag=desk", b"To: <sip:100@a>;tag=caller"))  # fmt: skip
+    for i in range(50):  # one second of PCMA after the resume
+        packet = bytes([0x80, 8]) + _rtp(50 + i, 5, b"\xd5" * 160)[2:]
+        feed.udp(4.1 + i * 0.02, (DESK, 6000), (CALLER, 4000), packet)
+    feed.flush()
+    (call,) = feed.ended()
+    assert call.end_reason == "capture_ended"  # neither re-INVITE ended or restarted it
+    assert call.answered == T0 + 0.5
+    assert call.rtp_packets[Side.CALLEE] == 100
+    result = call.media.finish(end=call.last_seen)
+    (quality,) = result.quality
+    assert quality.undecodable == 0  # both codecs decoded
+    channel = result.stereo[:, call.channel_of(Side.CALLEE)]
+    second = 8000  # the timeline starts at the INVITE
+    assert not channel[: second - 80].any()  # ringing: nothing heard
+    assert set(channel[second + 80 : 2 * second - 80].tolist()) == {32124}  # μ-law 0x80 (sox)
+    assert not channel[int(2.1 * second) : int(4.0 * second)].any()  # on hold: silence kept
+    assert set(channel[int(4.2 * second) : int(5.0 * second)].tolist()) == {8}  # A-law 0xD5
