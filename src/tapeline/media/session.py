@@ -188,17 +188,23 @@ class MediaSession:
         self.streams.append(stream)
         return stream
 
-    def finish(self, *, end: float) -> MediaResult:
+    def finish(self, *, end: float, cover_audio: bool = False) -> MediaResult:
         """Flush every stream and render the call from `start` to `end`.
 
         Args:
             end: the session's end (BYE, or the last packet for a capture), arrival clock.
+            cover_audio: extend `end` to the end of the last decoded audio. A passive capture
+                knows when its last packet *arrived*, not when its 20 ms of sound ended, and
+                packets seen just after a BYE were still heard.
 
         Returns:
             The stereo audio, exactly `(end - start)` seconds long, with quality and DTMF.
         """
         for stream in self.streams:
             stream.finish()
+        if cover_audio:
+            ends = [s.timeline.audio_end for s in self.streams if s.timeline.audio_end is not None]
+            end = max([end, *ends])
         wideband = any(stream.timeline.wideband for stream in self.streams)
         rate = RENDER_WIDEBAND if wideband else RENDER_NARROWBAND
         length = max(round((end - self.start) * rate), 0)

@@ -152,6 +152,13 @@ class ChannelTimeline:
             self.wideband = self.wideband or rate > RENDER_NARROWBAND
             self._chunks.append(_Chunk(rate=rate, start=round(position * rate), samples=samples))
 
+    @property
+    def audio_end(self) -> float | None:
+        """Where the last decoded audio ends, in the arrival clock (None before any)."""
+        if not self._chunks:
+            return None
+        return self._start + max((c.start + len(c.samples)) / c.rate for c in self._chunks)
+
     def render(self, *, end: float, rate: int) -> Samples:
         """Render the channel from session start to `end` at `rate`.
 

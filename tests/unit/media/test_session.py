@@ -66,6 +66,22 @@ def test_audio_length_equals_call_length_with_silence_fill(end: float) -> None:
     assert result.one_way is False  # only one channel has a stream at all
 
 
+def test_cover_audio_keeps_the_last_packets_sound_past_its_arrival() -> None:
+    media = MediaSession(start=100.0)
+    stream = media.add_stream(channel=0, formats=PCMU)
+    packets = _talk(100.0, 1.0)  # 50 packets, the last one arriving at 100.98
+    _feed(stream.receive_datagram, packets)
+    last_arrival = packets[-1][0]
+    cut = media.finish(end=last_arrival)
+    assert len(cut.stereo) == round(0.98 * 8000)  # the last packet's 20 ms are lost
+    media = MediaSession(start=100.0)
+    stream = media.add_stream(channel=0, formats=PCMU)
+    _feed(stream.receive_datagram, packets)
+    whole = media.finish(end=last_arrival, cover_audio=True)
+    assert len(whole.stereo) == 8000
+    assert whole.stereo[:, 0].all()
+
+
 def test_hold_with_frozen_timestamps_is_reanchored_on_arrival() -> None:
     media = MediaSession(start=0.0)
     stream = media.add_stream(channel=1, formats=PCMU)

@@ -224,7 +224,7 @@ def file_orphan(archive: Archive, config: Config, flow: OrphanFlow) -> str:
     Raises:
         StorageError: the record could not be filed.
     """
-    result = flow.media.finish(end=max(f.last_seen for f in flow.flows))
+    result = flow.media.finish(end=max(f.last_seen for f in flow.flows), cover_audio=True)
     return Filer(archive).file(build_orphan(flow, result, config=config))
 
 
@@ -243,7 +243,7 @@ def file_call(  # noqa: PLR0913  # the call and how it was captured
         StorageError: the record could not be filed (the caller keeps the journal).
     """
     end = call.ended if call.ended is not None else call.last_seen
-    result = call.media.finish(end=end)
+    result = call.media.finish(end=end, cover_audio=True)
     new = build_interaction(
         call, result, book=book, config=config, incomplete=incomplete, kernel_drops=kernel_drops
     )
