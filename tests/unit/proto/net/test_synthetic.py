@@ -1,6 +1,9 @@
+import struct
 from ipaddress import ip_address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tapeline.proto.net.frames import decode_link
 from tapeline.proto.net.ip import parse_ipv4, parse_ipv6, parse_udp
@@ -53,3 +56,25 @@ def test_rejections(src: str, dst: str, sport: int, size: int, message: str) -> 
 
 def test_largest_ipv4_payload_fits() -> None:
     assert len(build_udp_frame("10.0.0.1", "10.0.0.2", 1, 2, b"\0" * 65507)) == 14 + 65535
+
+
+def _word_by_word(data: bytes) -> int:
+    """RFC 1071 as written: add 16-bit words, fold the carries, complement."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@given(st.binary(max_size=1500) | st.lists(st.sampled_from([b"\0", b"\xff"])).map(b"".join))
+def test_checksum_equals_the_word_by_word_sum(data: bytes) -> None:
+    assert internet_checksum(data) == _word_by_word(data)
+
+
+def test_addresses_given_as_objects_or_strings_build_the_same_frame() -> None:
+    as_text = build_udp_frame("192.0.2.1", "192.0.2.2", 4000, 6000, b"x" * 160)
+    as_objects = build_udp_frame(ip_address("192.0.2.1"), ip_address("192.0.2.2"), 4000, 6000,
+                                 b"x" * 160)  # fmt: skip
+    assert as_objects == as_text
