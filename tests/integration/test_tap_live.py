@@ -324,12 +324,55 @@ def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_p
         expected = _sox_decode(tones[stream["channel"]])[:heard]
         got = frames[:, stream["channel"]]
         start = int(np.flatnonzero(got)[0])
-        # The recovered call ends at its last journaled packet's arrival while audio is placed by
-        # RTP timestamp (SIPp paces a little slower than real time), so the last packet or two
-        # may fall past the end; everything before must be exact.
-        n = min(heard, len(got) - start)
-        assert n >= heard - 2 * PACKET_SAMPLES
-        assert np.array_equal(got[start : start + n], expected[:n]), stream
+        # The recovered call ends at its last journaled packet's arrival, and the recording
+        # still covers that packet's audio: every journaled sample is there, exactly.
+        assert np.array_equal(got[start : start + heard], expected), stream
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, unmounted afterwards: a disk this test can fill."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_spool_mid_call_loses_no_audio_and_leaves_no_journal(
+    netns: str, tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _setup(tmp_path)
+    spool = small_disk / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TAPELINE_STORAGE__SPOOL", json.dumps(str(spool)))
+    recorder = _start_recorder(netns, setup.config_path, tmp_path)
+    try:
+        # Leave ~12 KiB: the journal opens, then a second's worth of packets does not fit.
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        (small_disk / "filler").write_bytes(b"\0" * (free - 12 * 1024))
+        uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700)
+        assert uac.wait(timeout=60) == 0
+        uas.wait(timeout=30)
+        record = _wait_filed(setup.config_path, setup.call_id)
+        metrics = _metrics(netns, setup.config_path)
+        assert recorder.poll() is None  # still recording
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=30)
+    assert metrics["tapeline_tap_journal_failures"] >= 1
+    assert list(spool.glob("tap-*.tpj")) == []  # nothing a restart would file a second time
+    assert record["kind"] == "call", record
+    packets = len(setup.caller_tone) // PACKET_SAMPLES
+    assert sorted(s["quality"]["rtp_packets"] for s in record["streams"]) == [packets, packets]
+    frames = _audio(setup.config_path, record)
+    for channel, tone in ((0, setup.callee_tone), (1, setup.caller_tone)):
+        expected = _sox_decode(tone)
+        got = frames[:, channel]
+        start = int(np.flatnonzero(got)[0])
+        assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
 
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"

@@ -100,12 +100,15 @@ class JournalWriter:
         plain = b"".join(self._pending)
         number = self._next_chunk
         sealed = self._aead.encrypt(_nonce(number), plain, self._id_bytes)
+        chunk = _CHUNK.pack(len(sealed), number) + sealed
         try:
-            os.write(self._fd, _CHUNK.pack(len(sealed), number) + sealed)
+            written = os.write(self._fd, chunk)
             if sync:
                 os.fsync(self._fd)
         except OSError as exc:
             raise StorageError(f"journal {self.path}: {exc.strerror}") from exc
+        if written != len(chunk):  # a full disk takes part of a write without an error
+            raise StorageError(f"journal {self.path}: short write ({written} of {len(chunk)})")
         self.records_written += len(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
@@ -195,3 +198,14 @@ def _split_records(plain: bytes) -> Iterator[bytes]:
         pos += _RECORD.size
         yield plain[pos : pos + length]
         pos += length
+
+
+def sync_all(journals: list[JournalWriter]) -> list[Path]:
+    """Make each journal durable (run it in a worker thread); the paths of those that failed."""
+    failed = []
+    for journal in journals:
+        try:
+            journal.sync()
+        except StorageError:
+            failed.append(journal.path)
+    return failed

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tapeline.archive.core import Archive
-from tapeline.archive.journal import JournalWriter
+from tapeline.archive.journal import JournalWriter, sync_all
 from tapeline.archive.nodes import clear_alarm, raise_alarm
 from tapeline.archive.parties import normalise_number
 from tapeline.config import Config
@@ -257,7 +257,7 @@ class SiprecService:
                 continue
             journals.append(live.journal)
         if journals and (self._syncing is None or self._syncing.done()):
-            self._syncing = asyncio.ensure_future(asyncio.to_thread(_sync_all, journals))
+            self._syncing = asyncio.ensure_future(asyncio.to_thread(sync_all, journals))
             self._syncing.add_done_callback(self._synced)
 
     def _synced(self, task: asyncio.Future[list[Path]]) -> None:
@@ -599,14 +599,3 @@ def _certificate_names(peercert: object) -> frozenset[str] | None:
         if kind == "DNS":
             names.add(str(value))
     return frozenset(names)
-
-
-def _sync_all(journals: list[JournalWriter]) -> list[Path]:
-    """Make each journal durable (in a worker thread); the paths of those that failed."""
-    failed = []
-    for journal in journals:
-        try:
-            journal.sync()
-        except StorageError:
-            failed.append(journal.path)
-    return failed

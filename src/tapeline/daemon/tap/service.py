@@ -14,6 +14,7 @@ The socket is read on the event loop in batches: the tracker is cheap per packet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from tapeline.archive.core import Archive
-from tapeline.archive.journal import JournalWriter, read_journal
+from tapeline.archive.journal import JournalWriter, read_journal, sync_all
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
 from tapeline.daemon.tap.capture import PacketSocket
@@ -125,6 +126,8 @@ class TapService:
         self._pcap = PcapngWriter()
         self._filing: set[asyncio.Task[None]] = set()
         self._archive: Archive | None = None
+        self._syncing: asyncio.Future[list[Path]] | None = None
+        self._failed_journals: dict[str, Path] = {}
         self._active: dict[str, int] = {}
         self.counters = TapCounters()
 
@@ -157,15 +160,52 @@ class TapService:
         log.info("tap capturing", extra={"interfaces": self._config.tap.interfaces})
 
     async def run(self) -> None:
-        """Seal journals, read kernel drop counters and run the tracker's timers every second."""
+        """Seal journals, read kernel drop counters and run the tracker's timers every second.
+
+        Journals are sealed here, on the capture loop, and fsynced in a worker thread: an fsync
+        per open call each second on the loop would stall capture behind the disk, and the
+        kernel would drop frames while it waits.
+        """
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             self._tracker.handle_timer(time.time())
             self._drain()
-            for journal in self._journals.values():
-                journal.flush()
+            self._seal_journals()
             for sock in self._sockets:
                 sock.read_statistics()
+
+    def _seal_journals(self) -> None:
+        sealed = []
+        for call_id, journal in list(self._journals.items()):
+            try:
+                journal.flush(sync=False)
+            except StorageError:
+                self._journal_failed(call_id)
+                continue
+            sealed.append(journal)
+        if sealed and (self._syncing is None or self._syncing.done()):
+            self._syncing = asyncio.ensure_future(asyncio.to_thread(sync_all, sealed))
+            self._syncing.add_done_callback(self._synced)
+
+    def _synced(self, task: asyncio.Future[list[Path]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        failed = set(task.result())
+        for call_id, journal in list(self._journals.items()):
+            if journal.path in failed:
+                self._journal_failed(call_id)
+
+    def _journal_failed(self, call_id: str) -> None:
+        # The call is still followed and filed at its end from memory; only its crash-safe copy
+        # is short. Stop writing a journal that failed (a full disk would fail every second).
+        journal = self._journals.pop(call_id, None)
+        self.counters.journal_failures += 1
+        log.error("tap journal write failed; the call is recorded without crash safety",
+                  extra={"call_id": call_id})  # fmt: skip
+        if journal is not None:
+            self._failed_journals[call_id] = Path(journal.path)
+            with contextlib.suppress(StorageError):
+                journal.close()
 
     async def stop(self) -> None:
         """Stop capturing; every open call ends now and is filed."""
@@ -250,7 +290,10 @@ class TapService:
             frame = build_udp_frame(event.src, event.dst, event.sport, event.dport, event.payload)
         except ValueError:
             return  # larger than one UDP datagram: a TCP SIP message over 64 KiB
-        journal.append(self._pcap.packet(event.ts_ns, frame))
+        try:
+            journal.append(self._pcap.packet(event.ts_ns, frame))
+        except StorageError:  # a large chunk is sealed at once and its write failed
+            self._journal_failed(event.call.call_id)
 
     def _kernel_drops(self) -> int:
         return sum(sock.counters.kernel_drops for sock in self._sockets)
@@ -296,10 +339,17 @@ class TapService:
         archive = self._archive
         assert archive is not None  # noqa: S101  # started
         config, book = self._config, self._book
+        # A journal that failed mid-call was closed then; its short file still has to go once
+        # the call is filed, or a restart would file that part a second time.
+        path = Path(journal.path) if journal else self._failed_journals.pop(call.call_id, None)
 
         def file() -> str:
             if journal is not None:
-                journal.close()
+                try:
+                    journal.close()
+                except StorageError:  # the call is in memory: file it all the same
+                    self.counters.journal_failures += 1
+                    log.exception("tap journal could not be closed; filing from memory")
             return file_call(archive, config, call, book=book, kernel_drops=drops)
 
         try:
@@ -309,8 +359,8 @@ class TapService:
             log.exception("tapped call could not be filed; journal kept")
             return
         self.counters.calls_filed += 1
-        if journal is not None:
-            await asyncio.to_thread(Path(journal.path).unlink, missing_ok=True)
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         log.info(
             "tapped call filed", extra={"call_id": call.call_id, "interaction": interaction_id}
         )

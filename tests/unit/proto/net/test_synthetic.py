@@ -62,7 +62,7 @@ def _word_by_word(data: bytes) -> int:
     """RFC 1071 as written: add 16-bit words, fold the carries, complement."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
