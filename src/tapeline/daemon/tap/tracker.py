@@ -10,7 +10,12 @@ receives media on; an RTP datagram is routed by, in order:
 * `symmetric`: its source is a side's SDP address (NAT in front of the receiver: the packet goes
   to the translated address, but it leaves from the address the sender advertised);
 * `port`: its destination port is a side's SDP port on another address (a NAT or SBC rewrote
-  the address but kept the port), only when exactly one open call owns that port.
+  the address but kept the port), only when exactly one open call owns that port;
+* `timing`: several calls own that port, and exactly one of them still waits for its first
+  packet in this direction (the flow that starts now belongs to the call that is starting).
+
+A flow matched by port or timing is learned by its real destination, so its later packets route
+exactly even when another call announces the same port afterwards.
 
 The rule that routed each direction is kept on the call, so a reviewer sees how media was matched.
 A call ends on BYE or CANCEL, on a final error to its INVITE, when nothing of it was seen for
@@ -652,8 +657,21 @@ class CallTracker:
             return hit[0], hit[1], "symmetric"
         owners = self._by_port.get(dgram.dport, [])
         if len(owners) == 1:
-            return owners[0][0], owners[0][1].other, "port"
-        return None
+            (call, side), rule = owners[0], "port"
+        else:
+            # Several calls announced this port on other addresses: the one still waiting for
+            # media in this direction is the call this new flow belongs to. Never a guess
+            # between two that both wait: such a flow stays an orphan.
+            waiting = [(c, s) for c, s in owners if s.other not in c.streams]
+            if len(waiting) != 1:
+                return None
+            (call, side), rule = waiting[0], "timing"
+        # Learn the flow's real destination, so its later packets route exactly even when
+        # another call announces the same port.
+        endpoint = (dgram.dst, dgram.dport)
+        call.endpoints[side].add(endpoint)
+        self._by_endpoint[endpoint] = (call, side)
+        return call, side.other, rule
 
     def _media(self, dgram: UdpDatagram) -> None:
         routed = self._route(dgram)

@@ -306,3 +306,48 @@ def test_refer_keeps_the_transfer_target() -> None:
     assert call.transfers == [
         {"by": "callee", "refer_to": "<sip:300@b>", "referred_by": "<sip:200@b>"}
     ]
+
+
+def test_a_port_two_calls_announced_goes_to_the_call_still_waiting_for_media() -> None:
+    relay = "192.0.2.200"  # the SBC's media relay: neither its address nor ports were announced
+    feed = Feed()
+    # Two callees behind a NAT that keeps the ports the phones announced: both calls announce
+    # port 6000, on different inside addresses, and the media reaches the NAT's address.
+    answered_call(feed, "first", callee_media="10.0.0.5")
+    feed.udp(1.0, (relay, 30000), (NAT, 6000), rtp(0, 1))  # one owner yet: rule port
+    answered_call(feed, "second", callee_media="10.0.0.6")
+    feed.udp(2.5, (relay, 30000), (NAT, 6000), rtp(1, 1))  # the first call's flow, learned
+    feed.udp(2.5, (relay, 30002), (NAT, 6000), rtp(0, 3))  # same destination: first call
+    feed.flush()
+    calls = {c.call_id: c for c in feed.ended()}
+    assert calls["first"].rules[Side.CALLER] == "port"
+    assert calls["first"].rtp_packets[Side.CALLER] == 3  # the learned destination takes both
+    assert Side.CALLER not in calls["second"].rules
+
+
+def test_a_new_flow_to_a_shared_port_goes_to_the_call_waiting_for_it() -> None:
+    relay = "192.0.2.200"
+    feed = Feed()
+    answered_call(feed, "first", callee_media="10.0.0.5")
+    feed.udp(1.0, (relay, 30000), (NAT, 6000), rtp(0, 1))
+    answered_call(feed, "second", callee_media="10.0.0.6")
+    # The NAT gives the second phone's flow another public address, same port.
+    feed.udp(2.5, (relay, 30002), ("203.0.113.6", 6000), rtp(0, 3))
+    feed.udp(2.52, (relay, 30002), ("203.0.113.6", 6000), rtp(1, 3))
+    feed.flush()
+    calls = {c.call_id: c for c in feed.ended()}
+    assert calls["first"].rtp_packets[Side.CALLER] == 1
+    assert calls["second"].rules[Side.CALLER] == "timing"
+    assert calls["second"].rtp_packets[Side.CALLER] == 2
+
+
+def test_a_port_two_waiting_calls_announced_is_never_guessed() -> None:
+    relay = "192.0.2.200"
+    feed = Feed()
+    answered_call(feed, "first", callee_media="10.0.0.5")
+    answered_call(feed, "second", callee_media="10.0.0.6")
+    for i in range(3):
+        feed.udp(1.0 + i * 0.02, (relay, 30000), (NAT, 6000), rtp(i, 1))
+    feed.flush()
+    assert all(c.rtp_packets[Side.CALLER] == 0 for c in feed.ended())
+    assert feed.tracker.counters.orphan_flows == 1
