@@ -1,9 +1,11 @@
-"""Passive tap cost: `import-pcap` against tshark and tcpdump, and live capture CPU against tcpdump.
+"""Passive tap throughput: `import-pcap` against tshark and tcpdump, live CPU, and the call ladder.
 
-Run from the repository root as root: `.venv/bin/python bench/tap.py [CALLS] [SECONDS]`.
+Run from the repository root as root:
+`.venv/bin/python bench/tap_throughput.py [CALLS] [SECONDS] [--ladder 100,200,300,500,1000]
+[--step-seconds 10] [--only offline,live,ladder]`.
 
-1. Builds a capture with the project's own pcap writer: CALLS concurrent G.711 calls (INVITE,
-   200 with SDP, ACK, 20 ms PCMU both ways, BYE) lasting SECONDS each.
+1. Builds a capture with the project's own pcap writer (tests/synthcalls.py): CALLS concurrent
+   G.711 calls (INVITE, 200 with SDP, ACK, 20 ms PCMU both ways, BYE) lasting SECONDS each.
 2. Offline, on that file: the tracker alone (decode, SIP, routing, media decode) in packets/s;
    `tapeline import-pcap` end to end (filing every call); `tshark -q -z rtp,streams -r` (the
    independent RTP analyser); `tcpdump -r FILE -w /dev/null` (the floor). Ratios are wall time
@@ -12,15 +14,25 @@ Run from the repository root as root: `.venv/bin/python bench/tap.py [CALLS] [SE
    `tcpdump -i lo -w /dev/null` capture the same replay (frames injected on `lo` with an AF_PACKET
    socket, paced at the capture's own timestamps); CPU seconds of each process over the replay,
    kernel drops of each, calls filed.
+4. Ladder: the largest number of concurrent calls the tap keeps with zero kernel drops on this
+   box. On a real SPAN port (tests/integration/tap_support.py `span_link`: a veth link mirrored
+   by tc to `spanR`, tapped by a fresh `tapeline recorder` per step), `tcpreplay -i vA` sends a
+   capture of N concurrent calls of `--step-seconds` at its own pace, for each N of `--ladder` in
+   turn; it stops after the first N with kernel drops. Per step: offered packets/s, recorder CPU
+   (% of one core) over the replay, seconds the tap needed after the replay's end to have read
+   every frame (its backlog), kernel drops, calls filed. A short step can hide an overload in the
+   socket buffer (`[tap] buffer_mb`): CPU near 100 % or a backlog says the tap is not keeping up
+   even without drops yet.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -30,74 +42,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import write_config_file
+from tests.integration.tap_support import (
+    A_ADDR,
+    B_ADDR,
+    Span,
+    in_ns,
+    metrics,
+    span_link,
+    start_recorder,
+)
+from tests.synthcalls import build_capture
 
 from tapeline.daemon.tap.offline import read_records, track
 from tapeline.daemon.tap.tracker import CallTracker
-from tapeline.proto.net import PcapWriter, build_udp_frame
-
-NS = 1_000_000_000
-PTIME = 0.02
-SIP_A, SIP_B = 5060, 5062
-HOST = "127.0.0.1"
-
-
-def _sdp(port: int) -> str:
-    return (
-        f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
-
-
-def _sip(start: str, call: int, cseq: str, *, to_tag: bool, body: str = "") -> bytes:
-    branch = f"z9hG4bK{call}{cseq.replace(' ', '')}"
-    head = (
-        f"{start}\r\nVia: SIP/2.0/UDP {HOST}:{SIP_A};branch={branch}\r\n"
-        f"From: <sip:+4420712{call:05d}@a>;tag=a{call}\r\n"
-        f"To: <sip:+4477009{call:05d}@b>{f';tag=b{call}' if to_tag else ''}\r\n"
-        f"Call-ID: bench-{call}@{HOST}\r\nCSeq: {cseq}\r\nMax-Forwards: 70\r\n"
-    )
-    if body:
-        head += "Content-Type: application/sdp\r\n"
-    return (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
-
-
-def build_capture(path: Path, calls: int, seconds: float) -> int:
-    """Write the capture; returns its packet count."""
-    writer = PcapWriter()
-    out = [writer.header(1)]
-    t0 = 1_700_000_000.0
-    count = 0
-
-    def put(t: float, sport: int, dport: int, payload: bytes) -> None:
-        nonlocal count
-        frame = build_udp_frame(HOST, HOST, sport, dport, payload)
-        out.append(writer.packet(round(t * NS), frame))
-        count += 1
-
-    for c in range(calls):
-        a_port, b_port = 20000 + 4 * c, 40000 + 4 * c
-        t = t0 + c * 0.001
-        put(t, SIP_A, SIP_B, _sip("INVITE sip:b SIP/2.0", c, "1 INVITE", to_tag=False,
-                                 body=_sdp(a_port)))  # fmt: skip
-        put(t + 0.01, SIP_B, SIP_A, _sip("SIP/2.0 200 OK", c, "1 INVITE", to_tag=True,
-                                        body=_sdp(b_port)))  # fmt: skip
-        put(t + 0.02, SIP_A, SIP_B, _sip("ACK sip:b SIP/2.0", c, "1 ACK", to_tag=True))
-    start = t0 + calls * 0.001 + 0.05
-    payload = bytes(range(160))
-    ticks = int(seconds / PTIME)
-    for k in range(ticks):
-        t = start + k * PTIME
-        for c in range(calls):
-            a_port, b_port = 20000 + 4 * c, 40000 + 4 * c
-            rtp_a = struct.pack("!BBHII", 0x80, 0, k & 0xFFFF, k * 160, 0x10000 + c) + payload
-            rtp_b = struct.pack("!BBHII", 0x80, 0, k & 0xFFFF, k * 160, 0x20000 + c) + payload
-            put(t + c * 1e-5, a_port, b_port, rtp_a)
-            put(t + c * 1e-5 + 5e-6, b_port, a_port, rtp_b)
-    end = start + ticks * PTIME
-    for c in range(calls):
-        put(end + c * 0.001, SIP_A, SIP_B, _sip("BYE sip:b SIP/2.0", c, "2 BYE", to_tag=True))
-    path.write_bytes(b"".join(out))
-    return count
 
 
 def _wall(argv: list[str]) -> float:
@@ -186,7 +143,7 @@ def live(capture: Path, calls: int, base: Path) -> None:
         _replay(capture, netns)
         deadline = time.monotonic() + 120
         while True:  # the BYE linger, then filing every call
-            figures = _metrics(netns, config)
+            figures = metrics(netns, config)
             if figures.get("tapeline_tap_calls_filed", 0) >= calls or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -212,38 +169,114 @@ def live(capture: Path, calls: int, base: Path) -> None:
     print(f"tap figures: {figures}")
 
 
-def _metrics(netns: str, config: Path) -> dict[str, float]:
-    from tapeline.config import load_config  # noqa: PLC0415
-
-    address = load_config(config, environ={}).node.status_listen
-    code = (
-        f"import urllib.request;print(urllib.request.urlopen('http://{address}/metrics')"
-        ".read().decode())"
+def _ladder_step(span: Span, calls: int, seconds: float, base: Path) -> dict[str, float]:
+    """One rung: N calls replayed on the span port to a fresh recorder; its figures."""
+    capture = base / f"ladder-{calls}.pcap"
+    frames = build_capture(capture, calls, seconds, a_host=A_ADDR, b_host=B_ADDR)
+    step = base / f"ladder-{calls}"
+    step.mkdir()
+    config = write_config_file(step)
+    config.write_text(
+        config.read_text() + '\n[tap]\ninterfaces = ["spanR"]\nsip_ports = [5060, 5062]\n'
     )
-    text = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", code],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    recorder = start_recorder(span.rec, config, step)
+    try:
+        seen0 = metrics(span.rec, config)["tapeline_tap_packets_seen"]
+        cpu0, started = _cpu(recorder.pid), time.monotonic()
+        replay = subprocess.run(
+            in_ns(span.a, "tcpreplay", "-i", "vA", str(capture)),
+            capture_output=True, text=True, check=True, timeout=seconds + 120,
+        )  # fmt: skip
+        replay_s = time.monotonic() - started
+        cpu1 = _cpu(recorder.pid)
+        # Backlog: until every frame is read or counted as dropped, or nothing moves for 3 s.
+        last, moved = -1.0, time.monotonic()
+        while True:
+            figures = metrics(span.rec, config)
+            seen = figures["tapeline_tap_packets_seen"] - seen0
+            if seen + figures["tapeline_tap_kernel_drops"] >= frames:
+                break
+            if seen != last:
+                last, moved = seen, time.monotonic()
+            elif time.monotonic() - moved > 3:
+                break
+            time.sleep(0.1)
+        backlog = time.monotonic() - started - replay_s
+        time.sleep(1.5)  # the tap reads the kernel's drop counters once a second
+        deadline = time.monotonic() + 60 + 0.2 * calls
+        while True:  # the BYE linger, then filing every call
+            figures = metrics(span.rec, config)
+            if figures["tapeline_tap_calls_filed"] >= calls or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        recorder.send_signal(signal.SIGTERM)
+        recorder.wait(timeout=120)
+        capture.unlink()
+    rated = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
     return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("tapeline_tap_")
+        "calls": calls,
+        "frames": frames,
+        "pps": float(rated[1]) if rated else frames / replay_s,
+        "cpu": 100 * (cpu1 - cpu0) / replay_s,
+        "backlog": backlog,
+        "drops": figures["tapeline_tap_kernel_drops"],
+        "filed": figures["tapeline_tap_calls_filed"],
     }
 
 
+def ladder(counts: list[int], seconds: float, base: Path) -> None:
+    """Rungs in turn until the first with kernel drops; prints the table."""
+    rows = []
+    with span_link(f"tl-bench-{os.getpid()}") as span:
+        for calls in counts:
+            row = _ladder_step(span, calls, seconds, base)
+            rows.append(row)
+            print(f"  {calls} calls: {row}", flush=True)
+            if row["drops"] > 0:
+                break
+    print(
+        f"ladder: {seconds:.0f} s of N concurrent G.711 calls, tcpreplay on a tc-mirrored veth link"
+    )
+    print(
+        "| calls | packets/s | recorder CPU % (one core) | backlog s | kernel drops | calls filed |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['calls']:.0f} | {row['pps']:,.0f} | {row['cpu']:.0f} | "
+              f"{row['backlog']:.1f} | {row['drops']:.0f} | {row['filed']:.0f} / "
+              f"{row['calls']:.0f} |")  # fmt: skip
+    clean = [row["calls"] for row in rows if row["drops"] == 0]
+    print(f"largest call count with zero kernel drops: {max(clean) if clean else 'none'}")
+
+
 def main() -> None:
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
-    for tool in ("tshark", "tcpdump", "ip"):
-        if shutil.which(tool) is None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("calls", nargs="?", type=int, default=100)
+    parser.add_argument("seconds", nargs="?", type=float, default=20.0)
+    parser.add_argument("--ladder", default="100,200,300,500,1000",
+                        help="call counts of the ladder, in order")  # fmt: skip
+    parser.add_argument("--step-seconds", type=float, default=10.0)
+    parser.add_argument("--only", default="offline,live,ladder",
+                        help="which parts to run (comma-separated)")  # fmt: skip
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    for tool in ("tshark", "tcpdump", "ip", "tc", "tcpreplay"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is needed")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        capture = base / "calls.pcap"
-        packets = build_capture(capture, calls, seconds)
-        assert sum(1 for _ in read_records(capture)) == packets  # noqa: S101
-        offline(capture, packets, base)
-        live(capture, calls, base)
+        if parts & {"offline", "live"}:
+            capture = base / "calls.pcap"
+            packets = build_capture(capture, args.calls, args.seconds)
+            assert sum(1 for _ in read_records(capture)) == packets  # noqa: S101
+            if "offline" in parts:
+                offline(capture, packets, base)
+            if "live" in parts:
+                live(capture, args.calls, base)
+            capture.unlink()
+        if "ladder" in parts:
+            ladder([int(n) for n in args.ladder.split(",")], args.step_seconds, base)
 
 
 if __name__ == "__main__":

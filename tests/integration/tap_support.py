@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from tapeline.archive.records import Filters, search
 from tapeline.config import load_config
 
 Summary = tuple[str, str, list[int]]
+A_ADDR, B_ADDR = "10.203.0.1", "10.203.0.2"
 
 
 def in_ns(netns: str, *argv: str) -> list[str]:
@@ -105,3 +109,61 @@ def import_pcap(config_path: Path, capture: Path) -> list[dict[str, Any]]:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return [json.loads(line) for line in imported.stdout.splitlines()]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The namespaces: `a` and `b` on the mirrored link, `rec` on the span port `spanR`."""
+
+    a: str
+    b: str
+    rec: str
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@contextmanager
+def span_link(prefix: str) -> Iterator[Span]:
+    """Namespaces `PREFIX-a`, `-b`, `-rec` and a mirrored link; removed on exit, also on failure.
+
+    A veth link `vA` (A_ADDR, in `-a`) - `vB` (B_ADDR, in `-b`) whose both directions tc mirrors
+    to the span port `spanR` in `-rec`.
+
+    The mirror: a `clsact` qdisc on `vA` (its ingress and egress hooks; this kernel has `ingress`
+    and `htb` but neither `prio` nor `matchall`) with a match-all u32 filter on each hook whose
+    action is `mirred egress mirror dev spanA`; `spanA`'s peer is `spanR`.
+    """
+    names = Span(f"{prefix}-a", f"{prefix}-b", f"{prefix}-rec")
+    created: list[str] = []
+    try:
+        for name in (names.a, names.b, names.rec):
+            _run("ip", "netns", "add", name)
+            created.append(name)
+            _run("ip", "-n", name, "link", "set", "lo", "up")
+            # No IPv6 chatter (router solicitations, MLD) from the namespaces' own stacks.
+            for scope in ("all", "default"):
+                _run(*in_ns(name, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1"))
+        _run("ip", "-n", names.a, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
+             "netns", names.b)  # fmt: skip
+        _run("ip", "-n", names.a, "link", "add", "spanA", "type", "veth", "peer", "name",
+             "spanR", "netns", names.rec)  # fmt: skip
+        _run("ip", "-n", names.a, "addr", "add", f"{A_ADDR}/24", "dev", "vA")
+        _run("ip", "-n", names.b, "addr", "add", f"{B_ADDR}/24", "dev", "vB")
+        for ns, link in (
+            (names.a, "vA"),
+            (names.a, "spanA"),
+            (names.b, "vB"),
+            (names.rec, "spanR"),
+        ):
+            _run("ip", "-n", ns, "link", "set", link, "up")
+        _run("tc", "-n", names.a, "qdisc", "add", "dev", "vA", "clsact")
+        for hook in ("ingress", "egress"):
+            _run("tc", "-n", names.a, "filter", "add", "dev", "vA", hook, "protocol", "all", "u32",
+                 "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev",
+                 "spanA")  # fmt: skip
+        yield names
+    finally:
+        for name in reversed(created):
+            subprocess.run(["ip", "netns", "del", name], check=False)

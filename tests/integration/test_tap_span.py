@@ -3,10 +3,8 @@
 Three network namespaces this test creates: `a` (SIPp caller, tcpreplay) and `b` (SIPp callee)
 are joined by a veth pair `vA`/`vB`; tc mirrors every frame `vA` receives (ingress) and sends
 (egress) to a second veth `spanA`, whose peer `spanR` sits in namespace `rec`, where the recorder
-taps it. `rec` holds nothing else, so `spanR` shows exactly what a switch's SPAN port shows: both
-directions of the link, never the recorder's own traffic. The mirror hangs off a `clsact` qdisc
-(its ingress and egress hooks; this kernel has `ingress` and `htb` but no `prio` or `matchall`)
-with a match-all u32 filter and `mirred egress mirror`.
+taps it (`tap_support.span_link`). `rec` holds nothing else, so `spanR` shows exactly what a
+switch's SPAN port shows: both directions of the link, never the recorder's own traffic.
 
 The independent reference is the capture itself: `tcpdump -i spanR` written alongside the
 recorder (counted per SSRC by `tshark`, and filed by `tapeline import-pcap`), or the file that
@@ -23,7 +21,6 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,11 +29,15 @@ from tapeline.daemon.tap.offline import read_records
 from tapeline.proto.net import PcapWriter, build_udp_frame
 from tests.conftest import CORPUS, require_tool, write_config_file
 from tests.integration.tap_support import (
+    A_ADDR,
+    B_ADDR,
+    Span,
     Summary,
     all_records,
     import_pcap,
     in_ns,
     metrics,
+    span_link,
     start_recorder,
     summary,
     wait_filed,
@@ -45,63 +46,19 @@ from tests.synthcalls import build_capture, call_id, packets_per_stream
 
 pytestmark = pytest.mark.slow
 SIPP_DIR = Path(__file__).with_name("sipp")
-A_ADDR, B_ADDR = "10.203.0.1", "10.203.0.2"
 PACKET_SAMPLES = 160
 TONE_PACKETS = 100  # 2 s of 20 ms packets each way
 CALLS = 3  # concurrent SIPp calls per transport
 UAS_SIP, UAC_SIP, UAS_MEDIA, UAC_MEDIA = 5070, 5080, 16000, 18000
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """The namespaces: `a` and `b` on the mirrored link, `rec` on the span port `spanR`."""
-
-    a: str
-    b: str
-    rec: str
-
-
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
-
-
 @pytest.fixture
 def span() -> Iterator[Span]:
     """Three fresh namespaces wired as a link with a SPAN port; all removed afterwards."""
-    ip, tc = require_tool("ip"), require_tool("tc")
-    base = f"tl-span-{os.getpid()}"
-    names = Span(f"{base}-a", f"{base}-b", f"{base}-rec")
-    created: list[str] = []
-    try:
-        for name in (names.a, names.b, names.rec):
-            _run(ip, "netns", "add", name)
-            created.append(name)
-            _run(ip, "-n", name, "link", "set", "lo", "up")
-            # No IPv6 chatter (router solicitations, MLD) from the namespaces' own stacks.
-            _run(*in_ns(name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
-            _run(*in_ns(name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
-        _run(ip, "-n", names.a, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
-             "netns", names.b)  # fmt: skip
-        _run(ip, "-n", names.a, "link", "add", "spanA", "type", "veth", "peer", "name", "spanR",
-             "netns", names.rec)  # fmt: skip
-        _run(ip, "-n", names.a, "addr", "add", f"{A_ADDR}/24", "dev", "vA")
-        _run(ip, "-n", names.b, "addr", "add", f"{B_ADDR}/24", "dev", "vB")
-        for ns, link in (
-            (names.a, "vA"),
-            (names.a, "spanA"),
-            (names.b, "vB"),
-            (names.rec, "spanR"),
-        ):
-            _run(ip, "-n", ns, "link", "set", link, "up")
-        _run(tc, "-n", names.a, "qdisc", "add", "dev", "vA", "clsact")
-        for hook in ("ingress", "egress"):
-            _run(tc, "-n", names.a, "filter", "add", "dev", "vA", hook, "protocol", "all", "u32",
-                 "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev",
-                 "spanA")  # fmt: skip
+    require_tool("ip")
+    require_tool("tc")
+    with span_link(f"tl-span-{os.getpid()}") as names:
         yield names
-    finally:
-        for name in reversed(created):
-            subprocess.run([ip, "netns", "del", name], check=False)
 
 
 def _recorder_config(base: Path, sip_ports: list[int]) -> Path:
