@@ -9,7 +9,7 @@ BIN     := $(VENV)/bin
 SYSTEM_TOOLS := sipp:sip-tester mosquitto:mosquitto tshark:tshark sox:sox ffmpeg:ffmpeg \
                 systemd-analyze:systemd pg_ctlcluster:postgresql chromium:chromium \
                 shellcheck:shellcheck radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd \
-                ceph:ceph-common
+                ceph:ceph-common tcpreplay:tcpreplay tcpdump:tcpdump
 SYSTEM_LIBS  := /usr/lib/postgresql:postgresql
 
 .PHONY: demo test venv system-deps lint typecheck pytest clean

@@ -9,11 +9,9 @@ the right channel (channel 0 = the callee, the provisioned line; channel 1 = the
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -32,10 +30,17 @@ from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.models import Interaction, OutboxEvent
 from tapeline.archive.reading import show
-from tapeline.archive.records import Filters, search
 from tapeline.config import load_config
 from tapeline.proto.net import PcapWriter, build_udp_frame
-from tests.conftest import require_tool, write_config_file
+from tests.conftest import CORPUS, require_tool, write_config_file
+from tests.integration.tap_support import (
+    import_pcap,
+    in_ns,
+    metrics,
+    start_recorder,
+    summary,
+    wait_filed,
+)
 
 pytestmark = pytest.mark.slow
 SIPP_DIR = Path(__file__).with_name("sipp")
@@ -87,73 +92,6 @@ def netns() -> Iterator[str]:
         subprocess.run([ip, "netns", "del", name], check=False)
 
 
-def _in_ns(netns: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", netns, *argv]
-
-
-def _start_recorder(netns: str, config_path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
-    """The recorder in the namespace; READY=1 comes on a notify socket (paths cross namespaces)."""
-    notify = tmp_path / "notify.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(notify))
-    listener.settimeout(1)
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
-    with (tmp_path / "recorder.log").open("wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            _in_ns(netns, sys.executable, "-m", "tapeline.cli", "recorder", "-c", str(config_path)),
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                if b"READY=1" in listener.recv(4096):
-                    break
-            except TimeoutError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                log_text = (tmp_path / "recorder.log").read_text()[-3000:]
-                pytest.fail(f"recorder did not become ready: {log_text}")
-    finally:
-        listener.close()
-    return proc
-
-
-def _wait_filed(config_path: Path, call_id: str) -> dict[str, Any]:
-    archive = Archive.open(load_config(config_path, environ={}), migrate=False)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with archive.index.read() as session:
-                found = [
-                    r
-                    for r in search(session, Filters(include_hidden=True))
-                    if r["source"]["sip_call_id"] == call_id
-                ]
-            if found:
-                return found[0]
-            time.sleep(0.2)
-    finally:
-        archive.close()
-    raise AssertionError(f"call {call_id} was not filed")
-
-
-def _metrics(netns: str, config_path: Path) -> dict[str, float]:
-    address = load_config(config_path, environ={}).node.status_listen
-    code = f"import urllib.request;print(urllib.request.urlopen('http://{address}/metrics').read().decode())"
-    text = subprocess.run(
-        _in_ns(netns, sys.executable, "-c", code), capture_output=True, text=True, check=True
-    ).stdout
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("tapeline_tap_"):
-            name, value = line.split()
-            values[name] = float(value)
-    return values
-
-
 @dataclass(frozen=True, slots=True)
 class Setup:
     config_path: Path
@@ -187,14 +125,14 @@ def _place_call(
     `transport` is SIPp's: `u1` (UDP) or `t1` (one TCP connection).
     """
     uas = subprocess.Popen(
-        _in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
+        in_ns(netns, "sipp", "-sf", "tap_uas.xml", "-i", "127.0.0.1", "-p", str(UAS_SIP),
                "-mp", str(UAS_MEDIA), "-m", "1", "-nostdin", "-timeout", "30s",
                "-timeout_error", "-t", transport),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)  # sipp has no readiness signal; the UAC retransmits the INVITE anyway
     uac = subprocess.Popen(
-        _in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
+        in_ns(netns, "sipp", f"127.0.0.1:{UAS_SIP}", "-sf", "tap_uac.xml", "-i",
                "127.0.0.1", "-p", str(UAC_SIP), "-mp", str(UAC_MEDIA), "-m", "1", "-d",
                str(hold_ms), "-cid_str", call_id, "-nostdin", "-timeout", "30s",
                "-timeout_error", "-t", transport),
@@ -221,15 +159,15 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
 ) -> None:
     setup = _setup(tmp_path)
     config_path, caller_tone, callee_tone = setup.config_path, setup.caller_tone, setup.callee_tone
-    recorder = _start_recorder(netns, config_path, tmp_path)
+    recorder = start_recorder(netns, config_path, tmp_path)
     try:
         uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700, transport)
         assert uac.wait(timeout=60) == 0  # the caller got its 200 to INVITE and to BYE
         # Over TCP SIPp's callee exits 1 when the caller closes the connection during its
         # timewait; the call itself completed (the caller's exit status says so).
         uas.wait(timeout=30)
-        record = _wait_filed(config_path, setup.call_id)
-        metrics = _metrics(netns, config_path)
+        record = wait_filed(config_path, setup.call_id)
+        figures = metrics(netns, config_path)
     finally:
         recorder.terminate()
         recorder.wait(timeout=30)
@@ -240,9 +178,9 @@ def test_sipp_call_over_loopback_is_tapped_and_filed_with_both_directions(
     assert record["counterparty"]["identifier"] == "+447700900123"
     packets = len(caller_tone) // PACKET_SAMPLES
     assert sorted(s["quality"]["rtp_packets"] for s in record["streams"]) == [packets, packets]
-    assert metrics["tapeline_tap_calls_filed"] >= 1
-    assert metrics["tapeline_tap_rtp_routed"] >= 2 * packets
-    assert "tapeline_tap_kernel_drops" in metrics
+    assert figures["tapeline_tap_calls_filed"] >= 1
+    assert figures["tapeline_tap_rtp_routed"] >= 2 * packets
+    assert "tapeline_tap_kernel_drops" in figures
     archive = Archive.open(load_config(config_path, environ={}), migrate=False)
     try:
         with archive.index.read() as session:
@@ -284,7 +222,7 @@ def _wait_sealed_media(spool: Path) -> None:
 
 def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    recorder = _start_recorder(netns, setup.config_path, tmp_path)
+    recorder = start_recorder(netns, setup.config_path, tmp_path)
     uas, uac = _place_call(netns, tmp_path, setup.call_id, 8000)
     spool = Path(load_config(setup.config_path, environ={}).storage.spool)
     try:
@@ -296,9 +234,9 @@ def test_kill_9_mid_call_then_restart_files_the_journaled_part(netns: str, tmp_p
         uas.wait(timeout=30)
     (journal,) = spool.glob("tap-*.tpj")
     (tmp_path / "again").mkdir()
-    restarted = _start_recorder(netns, setup.config_path, tmp_path / "again")
+    restarted = start_recorder(netns, setup.config_path, tmp_path / "again")
     try:
-        record = _wait_filed(setup.config_path, setup.call_id)
+        record = wait_filed(setup.config_path, setup.call_id)
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)
@@ -375,7 +313,6 @@ def test_a_full_spool_mid_call_loses_no_audio_and_leaves_no_journal(
         assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"
 
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 REPLAY = """
 import socket, sys, time
 from pathlib import Path
@@ -392,33 +329,23 @@ for record in records:
 """
 
 
-def _summary(record: dict[str, Any]) -> tuple[str, str, list[int]]:
-    packets = sorted(s["quality"]["rtp_packets"] for s in record["streams"])
-    return record["kind"], record["source"]["sip_call_id"], packets
-
-
 def test_replayed_capture_is_filed_live_as_import_pcap_files_it(netns: str, tmp_path: Path) -> None:
     capture = CORPUS / "heplify__sip_ipv4_tcp.pcap"
     if not capture.is_file():
         pytest.skip(f"public corpus file {capture} is absent (see ../shared/corpus/SOURCES.md)")
     offline_config = write_config_file(tmp_path / "offline")
-    imported = subprocess.run(
-        [sys.executable, "-m", "tapeline.cli", "import-pcap", "-c", str(offline_config),
-         str(capture)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    expected = sorted(_summary(json.loads(line)) for line in imported.stdout.splitlines())
+    expected = sorted(summary(record) for record in import_pcap(offline_config, capture))
     assert [kind for kind, _id, _packets in expected] == ["call"]
     live_dir = tmp_path / "live"
     live_dir.mkdir()
     config_path = write_config_file(live_dir)
     config_path.write_text(config_path.read_text() + '\n[tap]\ninterfaces = ["lo"]\n')
-    recorder = _start_recorder(netns, config_path, live_dir)
+    recorder = start_recorder(netns, config_path, live_dir)
     try:
         # The capture's frames go onto the namespace's `lo` as they were captured, at their pace.
-        subprocess.run(_in_ns(netns, sys.executable, "-c", REPLAY, str(capture)), check=True,
+        subprocess.run(in_ns(netns, sys.executable, "-c", REPLAY, str(capture)), check=True,
                        timeout=60)  # fmt: skip
-        live = [_summary(_wait_filed(config_path, call_id)) for _kind, call_id, _p in expected]
+        live = [summary(wait_filed(config_path, call_id)) for _kind, call_id, _p in expected]
     finally:
         recorder.terminate()
         recorder.wait(timeout=30)
