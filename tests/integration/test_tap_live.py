@@ -9,6 +9,7 @@ the right channel (channel 0 = the callee, the provisioned line; channel 1 = the
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -286,7 +287,7 @@ def test_a_full_spool_mid_call_loses_no_audio_and_leaves_no_journal(
     spool = small_disk / "spool"
     spool.mkdir()
     monkeypatch.setenv("TAPELINE_STORAGE__SPOOL", json.dumps(str(spool)))
-    recorder = _start_recorder(netns, setup.config_path, tmp_path)
+    recorder = start_recorder(netns, setup.config_path, tmp_path)
     try:
         # Leave ~12 KiB: the journal opens, then a second's worth of packets does not fit.
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
@@ -294,13 +295,13 @@ def test_a_full_spool_mid_call_loses_no_audio_and_leaves_no_journal(
         uas, uac = _place_call(netns, tmp_path, setup.call_id, int(SECONDS * 1000) + 700)
         assert uac.wait(timeout=60) == 0
         uas.wait(timeout=30)
-        record = _wait_filed(setup.config_path, setup.call_id)
-        metrics = _metrics(netns, setup.config_path)
+        record = wait_filed(setup.config_path, setup.call_id)
+        figures = metrics(netns, setup.config_path)
         assert recorder.poll() is None  # still recording
     finally:
         recorder.terminate()
         recorder.wait(timeout=30)
-    assert metrics["tapeline_tap_journal_failures"] >= 1
+    assert figures["tapeline_tap_journal_failures"] >= 1
     assert list(spool.glob("tap-*.tpj")) == []  # nothing a restart would file a second time
     assert record["kind"] == "call", record
     packets = len(setup.caller_tone) // PACKET_SAMPLES
