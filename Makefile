@@ -37,6 +37,7 @@ system-deps:
 	done; \
 	dpkg -s python3-venv >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	dpkg -s libsndfile1 >/dev/null 2>&1 || missing="$$missing libsndfile1"; \
+	dpkg -s libpcap0.8 >/dev/null 2>&1 || missing="$$missing libpcap0.8"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run make test as root, or apt-get install them)" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \

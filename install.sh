@@ -112,6 +112,12 @@ for tool in systemd-sysusers systemd-tmpfiles sha256sum; do
     command -v "$tool" >/dev/null || die "$tool not found (fix: apt-get install systemd coreutils)"
 done
 
+# The passive tap compiles tap.filter with libpcap (tcpdump's own library); SIPREC and WhatsApp
+# do not need it, so its absence is reported, not fatal.
+if ! ldconfig -p 2>/dev/null | grep -q 'libpcap\.so'; then
+    note "libpcap not found: the passive tap cannot compile tap.filter (fix: apt-get install libpcap0.8)"
+fi
+
 [[ -f $HERE/pyproject.toml || -d $HERE/wheelhouse ]] ||
     die "no pyproject.toml or wheelhouse/ beside $0: run it from the Tapeline source or release folder"
 

@@ -167,7 +167,7 @@ class TapConfig(_Section):
     """`[tap]`: passive capture from mirror ports."""
 
     interfaces: list[str] = Field(default_factory=list)
-    filter: str = "udp or tcp port 5060"
+    filter: str = "udp or tcp"
     sip_ports: list[int] = Field(default_factory=lambda: [5060])
     media_timeout_s: float = Field(default=60.0, gt=0)
     buffer_mb: int = Field(default=64, ge=1, le=4096)
@@ -180,6 +180,15 @@ class TapConfig(_Section):
             if not 1 <= port <= MAX_PORT:
                 raise ValueError(f"{port}: a port is 1-65535")
         return values
+
+    @model_validator(mode="after")
+    def _check_filter(self) -> TapConfig:
+        # Compiled by libpcap now, so `check-config` (exit 78) rejects what the kernel would.
+        if self.interfaces:
+            from tapeline.daemon.tap.bpf import compile_filter  # noqa: PLC0415  # tap only
+
+            compile_filter(self.filter)  # FilterError is a ValueError: a validation error
+        return self
 
 
 class WhatsappConfig(_Section):

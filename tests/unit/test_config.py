@@ -100,6 +100,15 @@ def test_check_config_exits_0_on_good_and_78_on_bad(tmp_path: Path) -> None:
     assert f"{tmp_path / 'tapeline.toml'}: retention.default_class: unknown class" in bad.stderr
 
 
+def test_check_config_compiles_the_tap_filter_with_libpcap(tmp_path: Path) -> None:
+    bad = _check(_write(tmp_path, '[tap]\ninterfaces = ["eth1"]\nfilter = "udp prot 5060"\n'))
+    assert bad.returncode == EX_CONFIG
+    assert "tapeline.toml: tap: tap.filter 'udp prot 5060'" in bad.stderr
+    assert "syntax error" in bad.stderr
+    good = _check(_write(tmp_path, '[tap]\ninterfaces = ["eth1"]\nfilter = "udp or tcp"\n'))
+    assert good.returncode == 0, good.stderr
+
+
 def test_demo_template_is_a_valid_config(tmp_path: Path) -> None:
     text = (REPO / "config" / "demo.toml").read_text()
     text = text.replace("@DATA_DIR@", str(tmp_path)).replace("@WEB_PORT@", "8443")

@@ -26,6 +26,7 @@ from tapeline.archive.core import Archive
 from tapeline.archive.journal import JournalWriter, read_journal, sync_all
 from tapeline.config import Config
 from tapeline.daemon.recorder import Runtime
+from tapeline.daemon.tap.bpf import compile_filter
 from tapeline.daemon.tap.capture import PacketSocket
 from tapeline.daemon.tap.filing import LineBook, file_call, file_orphan
 from tapeline.daemon.tap.offline import tracker_for
@@ -153,8 +154,9 @@ class TapService:
             log.warning("filed %d tapped calls left open by a crash", recovered)
         loop = asyncio.get_running_loop()
         buffer_bytes = self._config.tap.buffer_mb * 1024 * 1024
+        bpf = compile_filter(self._config.tap.filter)  # validated with the config already
         for interface in self._config.tap.interfaces:
-            sock = PacketSocket(interface, buffer_bytes=buffer_bytes)
+            sock = PacketSocket(interface, buffer_bytes=buffer_bytes, bpf=bpf)
             self._sockets.append(sock)
             loop.add_reader(sock.fileno(), self._readable, sock)
         log.info("tap capturing", extra={"interfaces": self._config.tap.interfaces})
