@@ -411,7 +411,9 @@ def cmd_import_pcap(args: argparse.Namespace) -> int:
         f"{counts.rtp_routed} RTP packets routed, {counts.orphan_flows} unsignalled RTP flows "
         f"({counts.orphans_ignored} too short for a record), "
         f"{counts.unmatched_udp} other UDP datagrams"
-    )
+        + (f", {counts.tls_streams} TLS streams (signalling not readable)" if counts.tls_streams
+           else "")
+    )  # fmt: skip
     return 0
 
 

@@ -162,6 +162,7 @@ def test_tls_signalled_call_is_kept_from_its_media_and_srtp_is_not_filed_as_audi
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert "2 TLS streams (signalling not readable)" in done.stderr  # both directions of it
     assert [r["kind"] for r in records] == ["orphan_stream", "orphan_stream"], records
     by_ssrc = {tuple(s["ssrc"] for s in r["streams"]): r for r in records}
     assert set(by_ssrc) == {(0xA, 0xB), (0xC, 0xD)}

@@ -230,6 +230,7 @@ class TapService:
             "kernel_drops": sum(s.counters.kernel_drops for s in self._sockets),
             "sip_messages": tracker.sip_messages,
             "sip_malformed": tracker.sip_malformed,
+            "tls_streams": tracker.tls_streams,
             "rtp_routed": tracker.rtp_routed,
             "calls_active": self._tracker.open_calls,
             "calls_filed": self.counters.calls_filed,
