@@ -289,10 +289,14 @@ class TapService:
         journal = self._journals.get(event.call.call_id)
         if journal is None:
             return
-        try:
-            frame = build_udp_frame(event.src, event.dst, event.sport, event.dport, event.payload)
-        except ValueError:
-            return  # larger than one UDP datagram: a TCP SIP message over 64 KiB
+        frame = event.frame  # the captured frame itself, when it carried the datagram whole
+        if frame is None:
+            try:
+                frame = build_udp_frame(
+                    event.src, event.dst, event.sport, event.dport, event.payload
+                )
+            except ValueError:
+                return  # larger than one UDP datagram: a TCP SIP message over 64 KiB
         try:
             journal.append(self._pcap.packet(event.ts_ns, frame))
         except StorageError:  # a large chunk is sealed at once and its write failed

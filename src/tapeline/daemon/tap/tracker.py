@@ -268,6 +268,8 @@ class CallPacket:
     dst: IPAddress
     dport: int
     payload: bytes
+    frame: bytes | None = None
+    """The captured frame when it carried the datagram whole; else the journal builds one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,8 +419,9 @@ class CallTracker:
                 self.counters.sip_malformed += 1
                 return
             self._sip(
-                message, dgram.ts_ns, (dgram.src, dgram.sport), (dgram.dst, dgram.dport), "udp"
-            )
+                message, dgram.ts_ns, (dgram.src, dgram.sport), (dgram.dst, dgram.dport), "udp",
+                frame=dgram.frame,
+            )  # fmt: skip
             return
         self._media(dgram)
 
@@ -452,9 +455,10 @@ class CallTracker:
             assert not isinstance(message, enum.Enum)  # noqa: S101  # the two sentinels above
             self._sip(message, ts_ns, (flow.src, flow.sport), (flow.dst, flow.dport), "tcp")
 
-    def _sip(  # one message and where it came from
-        self, message: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint, transport: str
-    ) -> None:
+    def _sip(  # noqa: PLR0913  # one message, where it came from, and its frame
+        self, message: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint, transport: str,
+        *, frame: bytes | None = None,
+    ) -> None:  # fmt: skip
         self.counters.sip_messages += 1
         now = ts_ns / NS
         try:
@@ -473,7 +477,7 @@ class CallTracker:
         self._events.append(
             CallPacket(
                 call=call, ts_ns=ts_ns, src=src[0], sport=src[1], dst=dst[0], dport=dst[1],
-                payload=message.raw,
+                payload=message.raw, frame=frame,
             )
         )  # fmt: skip
         sender = self._sender(call, message)
@@ -684,7 +688,7 @@ class CallTracker:
         self._events.append(
             CallPacket(
                 call=call, ts_ns=dgram.ts_ns, src=dgram.src, sport=dgram.sport, dst=dgram.dst,
-                dport=dgram.dport, payload=dgram.payload,
+                dport=dgram.dport, payload=dgram.payload, frame=dgram.frame,
             )
         )  # fmt: skip
         if call.lost_endpoints and (

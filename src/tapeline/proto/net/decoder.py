@@ -12,7 +12,7 @@ capture time as records arrive, and the adapter may also drive `get_timer()`/`ha
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from tapeline.proto.errors import ParseError
@@ -54,6 +54,8 @@ class UdpDatagram:
     dport: int
     payload: bytes
     vlans: tuple[int, ...] = ()
+    frame: bytes | None = field(default=None, compare=False, repr=False)
+    """The Ethernet frame that carried it whole (not reassembled): what a journal keeps."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +102,7 @@ class PacketDecoder:
         self._tcp = reassembler if reassembler is not None else TcpReassembler()
         self._events: deque[DecoderEvent] = deque()
         self._last_ts_ns = 0
+        self._frame: bytes | None = None  # the record being decoded, while it is one datagram
         self._next_check: float | None = None
         self._counts = dict.fromkeys(DecoderCounters.__slots__, 0)
 
@@ -142,6 +145,7 @@ class PacketDecoder:
         if self._next_check is None or now >= self._next_check:
             self._next_check = now + TIMER_CHECK_INTERVAL
             self.handle_timer(now)
+        self._frame = record.data if record.linktype == LINKTYPE_ETHERNET else None
         try:
             self._decode_frame(record.linktype, record.data, ts_ns, depth=0)
         except ParseError as exc:
@@ -159,6 +163,7 @@ class PacketDecoder:
             return
         if packet.fragment is not None:
             self._counts["fragments"] += 1
+            self._frame = None  # what completes is the datagram, not this frame
         self._defrag.receive_fragment(packet, ts_ns / NS_PER_S)
         while not isinstance(event := self._defrag.next_event(), Sentinel):
             if isinstance(event, Reassembled):
@@ -181,6 +186,7 @@ class PacketDecoder:
                     dport=udp.dport,
                     payload=udp.payload,
                     vlans=vlans,
+                    frame=self._frame,
                 )
             )
         elif packet.protocol == PROTO_TCP:

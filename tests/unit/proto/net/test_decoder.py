@@ -62,6 +62,18 @@ def test_fragmented_invite_over_udp_is_reassembled() -> None:
     assert isinstance(event, UdpDatagram)
     assert event.payload == invite[8:]
     assert (decoder.counters.fragments, decoder.counters.udp_datagrams) == (2, 1)
+    assert event.frame is None  # no one frame carried it: the journal builds one
+
+
+def test_a_whole_datagram_keeps_the_frame_that_carried_it() -> None:
+    frame = ether(0x0800, ipv4(udp(b"rtp", 4000, 6000)), vlans=(7,))
+    (event,) = _decode([_record(frame)])
+    assert isinstance(event, UdpDatagram)
+    assert event.frame == frame
+    raw_ip = ipv4(udp(b"rtp", 4000, 6000))
+    (event,) = _decode([_record(raw_ip, linktype=101)])  # LINKTYPE_RAW: no Ethernet frame
+    assert isinstance(event, UdpDatagram)
+    assert event.frame is None
 
 
 def test_ipv6_fragments_are_reassembled() -> None:
