@@ -149,3 +149,9 @@ def test_a_bad_expression_is_refused_with_libpcaps_reason() -> None:
     assert widened("") == ""
     assert compile_filter("").matches_everything()
     assert not compile_filter("udp").matches_everything()
+    # Unbalanced on purpose: wrapped in the widening it would compile, so it is checked alone.
+    with pytest.raises(FilterError, match=r"'udp\) or \(tcp'.*syntax error"):
+        compile_filter("udp) or (tcp")
+    many_ports = " or ".join(f"udp port {port}" for port in range(2000, 2400))
+    with pytest.raises(FilterError, match="the kernel takes at most 4096"):
+        compile_filter(many_ports)

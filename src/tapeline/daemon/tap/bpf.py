@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from typing import Final
 
 DLT_EN10MB: Final = 1
-SNAPLEN: Final = 65535
+# The program's accept value is the snap length: frames on `lo` (MTU 65536) are longer than 65535
+# bytes, and a smaller value would truncate them in the kernel. tcpdump uses the same default.
+SNAPLEN: Final = 262144
+BPF_MAXINSNS: Final = 4096  # the kernel refuses longer classic programs
 PCAP_NETMASK_UNKNOWN: Final = 0xFFFFFFFF
 _INSN: Final = struct.Struct("HBBI")  # struct sock_filter / struct bpf_insn, native order
 KEPT_ALWAYS: Final = "ip[6:2] & 0x3fff != 0 or (ip6 and ip6[6] == 44) or ip proto 47"
@@ -106,10 +109,24 @@ def _libpcap() -> ctypes.CDLL:
 def compile_filter(expression: str) -> BpfProgram:
     """Compile `expression` (widened, see the module notes) for Ethernet frames.
 
+    The expression is compiled on its own first, so an error names the admin's text and
+    something like `udp) or (tcp` cannot change the meaning of the widening around it.
+
     Raises:
-        FilterError: a syntax error or unknown name (libpcap's message), or no libpcap.
+        FilterError: a syntax error or unknown name (libpcap's message), a program longer than
+            the kernel takes, or no libpcap.
     """
-    full = widened(expression)
+    _compile(expression.strip())
+    program = _compile(widened(expression))
+    if program.length > BPF_MAXINSNS:
+        raise FilterError(
+            f"tap.filter {expression!r}: {program.length} BPF instructions, the kernel takes at "
+            f"most {BPF_MAXINSNS}; simplify the expression"
+        )
+    return BpfProgram(expression=program.expression, instructions=program.instructions)
+
+
+def _compile(full: str) -> BpfProgram:
     lib = _libpcap()
     handle = lib.pcap_open_dead(DLT_EN10MB, SNAPLEN)
     if not handle:
@@ -119,7 +136,7 @@ def compile_filter(expression: str) -> BpfProgram:
         if lib.pcap_compile(handle, ctypes.byref(program), full.encode(), 1,
                             PCAP_NETMASK_UNKNOWN) != 0:  # fmt: skip
             message = (lib.pcap_geterr(handle) or b"").decode(errors="replace")
-            raise FilterError(f"tap.filter {expression!r}: {message}")
+            raise FilterError(f"tap.filter {full!r}: {message}")
         try:
             instructions = b"".join(
                 _INSN.pack(i.code, i.jt, i.jf, i.k)
