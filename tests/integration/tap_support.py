@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tapeline.archive.core import Archive
@@ -167,3 +168,33 @@ def span_link(prefix: str) -> Iterator[Span]:
     finally:
         for name in reversed(created):
             subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@contextmanager
+def loopback_netns(prefix: str) -> Iterator[str]:
+    """A fresh network namespace with only `lo` up, removed on exit (also on failure)."""
+    name = f"{prefix}-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(in_ns(name, "ip", "link", "set", "lo", "up"), check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def sox_tone(freq: float, seconds: float, encoding: str) -> bytes:
+    """A sine tone from sox as raw 8 kHz G.711 (`encoding` "al" for A-law, "ul" for μ-law)."""
+    return subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-t", encoding, "-", "synth", str(seconds), "sine",
+         str(freq), "gain", "-6"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def sox_decode(g711: bytes, encoding: str) -> np.ndarray:
+    """Sox's own decoding of raw G.711 to 16-bit samples: the oracle for recorded audio."""
+    raw = subprocess.run(
+        ["sox", "-t", encoding, "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
+        input=g711, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype="<i2")

@@ -37,7 +37,10 @@ from tests.conftest import CORPUS, require_tool, write_config_file
 from tests.integration.tap_support import (
     import_pcap,
     in_ns,
+    loopback_netns,
     metrics,
+    sox_decode,
+    sox_tone,
     start_recorder,
     summary,
     wait_filed,
@@ -52,19 +55,11 @@ UAS_SIP, UAC_SIP, UAS_MEDIA, UAC_MEDIA = 5070, 5080, 16000, 18000
 
 
 def _alaw_tone(freq: float) -> bytes:
-    return subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "1", "-t", "al", "-", "synth", str(SECONDS), "sine",
-         str(freq), "gain", "-6"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+    return sox_tone(freq, SECONDS, "al")
 
 
 def _sox_decode(alaw: bytes) -> np.ndarray:
-    raw = subprocess.run(
-        ["sox", "-t", "al", "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
-        input=alaw, capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    return np.frombuffer(raw, dtype="<i2")
+    return sox_decode(alaw, "al")
 
 
 def _write_rtp_pcap(path: Path, payload: bytes, ssrc: int) -> None:
@@ -83,14 +78,9 @@ def _write_rtp_pcap(path: Path, payload: bytes, ssrc: int) -> None:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace with only `lo`, removed afterwards."""
-    ip = require_tool("ip")
-    name = f"tapeline-tap-{os.getpid()}"
-    subprocess.run([ip, "netns", "add", name], check=True)
-    try:
-        subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
+    require_tool("ip")
+    with loopback_netns("tapeline-tap") as name:
         yield name
-    finally:
-        subprocess.run([ip, "netns", "del", name], check=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,8 +28,10 @@ from tapeline.archive.audit import Actor
 from tapeline.archive.core import Archive
 from tapeline.archive.reading import show
 from tapeline.config import load_config
-from tapeline.errors import NotFound
+from tapeline.daemon.tap.offline import read_records
+from tapeline.errors import CaptureError, NotFound
 from tests.conftest import require_tool, write_config_file
+from tests.integration.tap_support import loopback_netns, sox_decode, sox_tone
 
 pytestmark = pytest.mark.slow
 PHONE, SBC = "127.0.0.2", "127.0.0.3"
@@ -100,30 +101,26 @@ tls.close()
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    ip = require_tool("ip")
-    name = f"tapeline-tls-{os.getpid()}"
-    subprocess.run([ip, "netns", "add", name], check=True)
-    try:
-        subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
+    require_tool("ip")
+    with loopback_netns("tapeline-tls") as name:
         yield name
-    finally:
-        subprocess.run([ip, "netns", "del", name], check=False)
 
 
-def _mulaw_tone(freq: float) -> bytes:
-    return subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "1", "-t", "ul", "-", "synth", str(PACKETS * 0.02),
-         "sine", str(freq), "gain", "-6"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+def _udp_frames(capture: Path) -> int:
+    """UDP frames tcpdump has written so far (a record still being written is not counted)."""
+    try:
+        records = list(read_records(capture))
+    except CaptureError:
+        return 0
+    ipv4_udp = 17
+    return sum(1 for r in records if len(r.data) > 23 and r.data[23] == ipv4_udp)
 
 
-def _sox_decode(mulaw: bytes) -> np.ndarray:
-    raw = subprocess.run(
-        ["sox", "-t", "ul", "-r", "8000", "-c", "1", "-", "-t", "s16", "-"],
-        input=mulaw, capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    return np.frombuffer(raw, dtype="<i2")
+def _wait_written(capture: Path, *, udp_frames: int) -> None:
+    deadline = time.monotonic() + 20
+    while (written := _udp_frames(capture)) < udp_frames:
+        assert time.monotonic() < deadline, f"tcpdump wrote {written} of {udp_frames} UDP frames"
+        time.sleep(0.05)
 
 
 def _capture(netns: str, tmp_path: Path) -> Path:
@@ -141,7 +138,7 @@ def _capture(netns: str, tmp_path: Path) -> Path:
              SBC, str(PACKETS)],
             check=True, timeout=60,
         )  # fmt: skip
-        time.sleep(0.5)  # immediate mode, packet-buffered: let the last ones land
+        _wait_written(capture, udp_frames=4 * PACKETS)  # every RTP/SRTP packet, then stop
     finally:
         tcpdump.send_signal(signal.SIGINT)
         _, err = tcpdump.communicate(timeout=30)
@@ -152,7 +149,7 @@ def _capture(netns: str, tmp_path: Path) -> Path:
 def test_tls_signalled_call_is_kept_from_its_media_and_srtp_is_not_filed_as_audio(
     netns: str, tmp_path: Path
 ) -> None:
-    tone_a, tone_b = _mulaw_tone(440), _mulaw_tone(1000)
+    tone_a, tone_b = (sox_tone(f, PACKETS * 0.02, "ul") for f in (440, 1000))
     (tmp_path / "a.ul").write_bytes(tone_a)
     (tmp_path / "b.ul").write_bytes(tone_b)
     capture = _capture(netns, tmp_path)
@@ -185,7 +182,7 @@ def test_tls_signalled_call_is_kept_from_its_media_and_srtp_is_not_filed_as_audi
     frames, rate = soundfile.read(io.BytesIO(audio), dtype="int16")
     assert rate == 8000
     for channel, tone in ((0, tone_a), (1, tone_b)):
-        expected = _sox_decode(tone)
+        expected = sox_decode(tone, "ul")
         got = np.asarray(frames)[:, channel]
         start = int(np.flatnonzero(got)[0])
         assert np.array_equal(got[start : start + len(expected)], expected), f"channel {channel}"

@@ -23,7 +23,7 @@ from tapeline.daemon.tap.tracker import (
     OrphanEnded,
     TrackerCounters,
 )
-from tapeline.errors import TapelineError
+from tapeline.errors import CaptureError
 from tapeline.media.srtp import SrtpKeyError, decode_sdes_key
 from tapeline.proto.errors import ParseError
 from tapeline.proto.net import (
@@ -37,10 +37,6 @@ from tapeline.proto.net import (
 
 CHUNK: Final = 1 << 20
 _PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
-
-
-class CaptureError(TapelineError):
-    """A capture file cannot be opened or is not a pcap/pcapng file."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
