@@ -497,6 +497,8 @@ class CallTracker:
                     "referred_by": request.headers.get("Referred-By"),
                 }
             )
+        if request.method == "INVITE" and call.answered is None:
+            self._retried_invite(call, request, sender)
         if request.method == "BYE":
             branch = self._branch_tag(call, request)
             if call.dialog_tag is not None and branch not in (None, call.dialog_tag):
@@ -507,10 +509,26 @@ class CallTracker:
         elif request.method == "CANCEL" and call.ended is None and call.answered is None:
             self._end(call, now, "cancel")
 
+    @staticmethod
+    def _retried_invite(call: TapCall, request: SipRequest, sender: Side) -> None:
+        # A trunk that challenges (401/407) gets the INVITE again with credentials and a higher
+        # CSeq, in the same Call-ID: the same call, whose first attempt's rejection and branches
+        # no longer count (RFC 3261 §22.2).
+        try:
+            initial = request.to_addr.tag is None
+            cseq = request.cseq.number
+        except ParseError:
+            return
+        if sender is not Side.CALLER or not initial or cseq <= call.invite_cseq:
+            return
+        call.invite_cseq, call.final_status, call.forks = cseq, None, {}
+        if call.ended is not None and call.end_reason.startswith("rejected_"):
+            call.ended, call.end_reason = None, ""  # still lingering: it goes on
+
     def _invite_response(self, call: TapCall, message: SipResponse, now: float) -> None:
         code = message.status_code
         branch = self._branch_tag(call, message)
-        if branch is not None and message.cseq.number == call.invite_cseq:
+        if self._answers_initial_invite(call, message) and branch is not None:
             fork = call.forks.setdefault(branch, {"responses": []})
             responses = fork["responses"]
             assert isinstance(responses, list)  # noqa: S101  # set just above
@@ -523,7 +541,12 @@ class CallTracker:
             self._answered_branch(call, branch)
             if call.end_reason == "cancel":  # the CANCEL crossed this 2xx: the call goes on
                 call.ended, call.end_reason = None, ""
-        elif code >= FAILURE_MIN and call.answered is None and call.final_status is None:
+        elif (
+            code >= FAILURE_MIN
+            and call.answered is None
+            and call.final_status is None
+            and self._answers_initial_invite(call, message)
+        ):
             call.final_status = code
             if call.ended is None:
                 self._end(call, now, f"rejected_{code}")
@@ -554,6 +577,15 @@ class CallTracker:
         self.counters.calls_started += 1
         self._events.append(CallStarted(call=call))
         return call
+
+    @staticmethod
+    def _answers_initial_invite(call: TapCall, message: SipResponse) -> bool:
+        # The caller's INVITE, not a re-INVITE either side sent later with its own CSeq space.
+        try:
+            from_tag = message.from_addr.tag
+        except ParseError:
+            return False
+        return from_tag == call.caller_tag and message.cseq.number == call.invite_cseq
 
     @staticmethod
     def _branch_tag(call: TapCall, message: SipMessage) -> str | None:

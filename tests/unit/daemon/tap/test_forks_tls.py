@@ -17,12 +17,20 @@ DESK, MOBILE = "198.51.100.20", "198.51.100.30"  # the two phones the proxy fork
 
 
 def _sip(
-    start: str, *, to_tag: str | None, cseq: str = "1 INVITE", body: str = "", branch: str = "b1"
+    start: str,
+    *,
+    to_tag: str | None,
+    cseq: str = "1 INVITE",
+    body: str = "",
+    branch: str = "b1",
+    from_callee: bool = False,
 ) -> bytes:
+    """A message of the dialog; `from_callee`: a request the phone `to_tag` sends (tags swap)."""
+    caller, callee = "<sip:100@a>;tag=caller", f"<sip:200@b>{f';tag={to_tag}' if to_tag else ''}"
+    from_h, to_h = (callee, caller) if from_callee else (caller, callee)
     head = (
         f"{start}\r\nVia: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bK{branch}\r\n"
-        f"From: <sip:100@a>;tag=caller\r\nTo: <sip:200@b>{f';tag={to_tag}' if to_tag else ''}\r\n"
-        f"Call-ID: fork-1\r\nCSeq: {cseq}\r\n"
+        f"From: {from_h}\r\nTo: {to_h}\r\nCall-ID: fork-1\r\nCSeq: {cseq}\r\n"
     )
     if body:
         head += "Content-Type: application/sdp\r\n"
@@ -78,9 +86,13 @@ def test_a_second_answer_from_another_fork_is_byed_and_the_first_dialog_is_recor
         2.5,
         (PROXY, 5060),
         (CALLER, 5060),
-        _sip("BYE sip:100@a SIP/2.0", to_tag="mobile", cseq="1 BYE", branch="byemob")
-        .replace(b"From: <sip:100@a>;tag=caller", b"From: <sip:200@b>;tag=mobile")
-        .replace(b"To: <sip:200@b>;tag=mobile", b"To: <sip:100@a>;tag=caller"),
+        _sip(
+            "BYE sip:100@a SIP/2.0",
+            to_tag="mobile",
+            cseq="1 BYE",
+            branch="byemob",
+            from_callee=True,
+        ),
     )
     feed.timer(10.0)
     (call,) = feed.ended()
@@ -332,15 +344,16 @@ def test_hold_and_a_codec_change_by_reinvite_keep_one_recording() -> None:
     hold = sdp(DESK, 6000).replace("c=IN IP4 " + DESK, "c=IN IP4 0.0.0.0") + "a=sendonly\r\n"
     feed.udp(2.0, (PROXY, 5060), (CALLER, 5060),
              _sip("INVITE sip:100@a SIP/2.0", to_tag="desk", cseq="1 INVITE", body=hold,
-                  branch="hold")
-             .replace(b"From: <sip:100@a>;tag=caller", b"From: <sip:200@b>;tag=desk")
-             .replace(b"To: <sip:200@b>;tag=desk", b"To: <sip:100@a>;tag=caller"))  # fmt: skip
+                  branch="hold", from_callee=True))  # fmt: skip
+    # The caller's 100 to the phone's re-INVITE: CSeq 1 of the phone, not the caller's INVITE.
+    feed.udp(2.01, (CALLER, 5060), (PROXY, 5060),
+             _sip("SIP/2.0 100 Trying", to_tag="desk", cseq="1 INVITE", branch="hold",
+                  from_callee=True))  # fmt: skip
     pcma = sdp(DESK, 6000).replace("RTP/AVP 0", "RTP/AVP 8").replace("0 PCMU", "8 PCMA")
     feed.udp(4.0, (PROXY, 5060), (CALLER, 5060),
              _sip("INVITE sip:100@a SIP/2.0", to_tag="desk", cseq="2 INVITE", body=pcma,
-                  branch="resume")
-             .replace(b"From: <sip:100@a>;tag=caller", b"From: <sip:200@b>;tag=desk")
-             .replace(b"To: <sip:200@b>;tag=desk", b"To: <sip:100@a>;tag=caller"))  # fmt: skip
+                  branch="resume", from_callee=True))  # fmt: skip
+
     for i in range(50):  # one second of PCMA after the resume
         packet = bytes([0x80, 8]) + _rtp(50 + i, 5, b"\xd5" * 160)[2:]
         feed.udp(4.1 + i * 0.02, (DESK, 6000), (CALLER, 4000), packet)
@@ -349,6 +362,7 @@ def test_hold_and_a_codec_change_by_reinvite_keep_one_recording() -> None:
     assert call.end_reason == "capture_ended"  # neither re-INVITE ended or restarted it
     assert call.answered == T0 + 0.5
     assert call.rtp_packets[Side.CALLEE] == 100
+    assert call.forks == {"desk": {"responses": [200]}}  # the phone's re-INVITE is no fork
     result = call.media.finish(end=call.last_seen)
     (quality,) = result.quality
     assert quality.undecodable == 0  # both codecs decoded
@@ -358,3 +372,36 @@ def test_hold_and_a_codec_change_by_reinvite_keep_one_recording() -> None:
     assert set(channel[second + 80 : 2 * second - 80].tolist()) == {32124}  # μ-law 0x80 (sox)
     assert not channel[int(2.1 * second) : int(4.0 * second)].any()  # on hold: silence kept
     assert set(channel[int(4.2 * second) : int(5.0 * second)].tolist()) == {8}  # A-law 0xD5
+
+
+def test_an_invite_retried_after_a_407_challenge_is_the_same_call() -> None:
+    feed = Feed()
+    _invite(feed)
+    feed.udp(0.05, (PROXY, 5060), (CALLER, 5060),
+             _sip("SIP/2.0 407 Proxy Authentication Required", to_tag="proxy"))  # fmt: skip
+    feed.udp(0.06, (CALLER, 5060), (PROXY, 5060),
+             _sip("ACK sip:200@b SIP/2.0", to_tag="proxy", cseq="1 ACK"))  # fmt: skip
+    feed.udp(0.07, (CALLER, 5060), (PROXY, 5060),
+             _sip("INVITE sip:200@b SIP/2.0", to_tag=None, cseq="2 INVITE", branch="b2",
+                  body=sdp(CALLER, 4000)))  # fmt: skip
+    feed.udp(0.5, (PROXY, 5060), (CALLER, 5060),
+             _sip("SIP/2.0 200 OK", to_tag="desk", cseq="2 INVITE", branch="b2",
+                  body=sdp(DESK, 6000)))  # fmt: skip
+    _talk(feed, 1.0, DESK, 6000, 200)  # 4 s: far past the linger after the 407
+    feed.udp(5.5, (CALLER, 5060), (PROXY, 5060),
+             _sip("BYE sip:200@b SIP/2.0", to_tag="desk", cseq="3 BYE", branch="bye"))  # fmt: skip
+    feed.timer(10.0)
+    (call,) = feed.ended()
+    assert (call.end_reason, call.final_status) == ("bye", 200)
+    assert call.rtp_packets == {Side.CALLER: 200, Side.CALLEE: 200}
+    assert call.forks == {"desk": {"responses": [200]}}
+
+
+def test_a_rejection_without_a_retry_still_ends_the_call() -> None:
+    feed = Feed()
+    _invite(feed)
+    feed.udp(0.05, (PROXY, 5060), (CALLER, 5060),
+             _sip("SIP/2.0 407 Proxy Authentication Required", to_tag="proxy"))  # fmt: skip
+    feed.timer(5.0)
+    (call,) = feed.ended()
+    assert (call.end_reason, call.final_status) == ("rejected_407", 407)
