@@ -235,6 +235,10 @@ def test_import_pcap_cli_prints_one_record_per_call(tmp_path: Path) -> None:
     assert len(unsignalled) == 2
     by_kind = {r["kind"]: r for r in records}
     call, failure = by_kind["call"], by_kind["capture_failure"]
+    # The relay leg is loud real G.711 (7.74 bits a byte): audio, never judged to be ciphertext.
+    orphan = by_kind["orphan_stream"]
+    assert "encrypted_media" not in orphan["tags"]
+    assert orphan["recording"] is not None
     assert call["source"]["path"] == "tap"
     assert call["channel"] == "voice"
     assert call["source"]["sip_call_id"] == "12013223@200.57.7.195"
